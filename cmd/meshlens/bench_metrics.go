@@ -1,0 +1,257 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/golang/snappy"
+	"github.com/meshlens/meshlens/collector/metrics"
+	"github.com/meshlens/meshlens/graph"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+	"github.com/prometheus/prometheus/prompb"
+)
+
+func init() {
+	register("bench-metrics", "measure remote-write and scrape ingest against decode/parse alone", benchMetrics)
+}
+
+var istioBuckets = []string{"0.5", "1", "5", "10", "25", "50", "100", "250", "500", "1000", "2500", "5000", "10000", "30000", "60000", "300000", "600000", "1800000", "3600000", "+Inf"}
+
+// benchSeries is one Istio series family member of the synthetic mesh.
+type benchSeries struct {
+	labels []prompb.Label
+	le     int // bucket index, -1 for counters
+	rate   float64
+}
+
+// istioMesh builds the series that edges*2 reporters of an Istio mesh export:
+// requests, the duration histogram, and request/response byte sums.
+func istioMesh(edges int) []benchSeries {
+	var out []benchSeries
+	for e := 0; e < edges; e++ {
+		src, dst := fmt.Sprintf("svc-%d", e%40), fmt.Sprintf("svc-%d", (e*7+1)%40)
+		for _, rep := range []string{"source", "destination"} {
+			for _, code := range []string{"200", "503"} {
+				base := []prompb.Label{
+					{Name: "connection_security_policy", Value: "mutual_tls"},
+					{Name: "destination_canonical_revision", Value: "v1"},
+					{Name: "destination_canonical_service", Value: dst},
+					{Name: "destination_cluster", Value: "Kubernetes"},
+					{Name: "destination_principal", Value: "spiffe://cluster.local/ns/shop/sa/" + dst},
+					{Name: "destination_service", Value: dst + ".shop.svc.cluster.local"},
+					{Name: "destination_service_name", Value: dst},
+					{Name: "destination_service_namespace", Value: "shop"},
+					{Name: "destination_workload", Value: dst + "-v1"},
+					{Name: "destination_workload_namespace", Value: "shop"},
+					{Name: "instance", Value: "10.0." + strconv.Itoa(e%250) + ".7:15020"},
+					{Name: "job", Value: "envoy-stats"},
+					{Name: "reporter", Value: rep},
+					{Name: "request_protocol", Value: "http"},
+					{Name: "response_code", Value: code},
+					{Name: "response_flags", Value: "-"},
+					{Name: "source_canonical_revision", Value: "v1"},
+					{Name: "source_canonical_service", Value: src},
+					{Name: "source_cluster", Value: "Kubernetes"},
+					{Name: "source_principal", Value: "spiffe://cluster.local/ns/shop/sa/" + src},
+					{Name: "source_workload", Value: src + "-v1"},
+					{Name: "source_workload_namespace", Value: "shop"},
+				}
+				rate := 50.0
+				if code == "503" {
+					rate = 0.5
+				}
+				with := func(name string, extra ...prompb.Label) []prompb.Label {
+					ls := append([]prompb.Label{{Name: "__name__", Value: name}}, base...)
+					return append(ls, extra...)
+				}
+				out = append(out, benchSeries{labels: with("istio_requests_total"), le: -1, rate: rate})
+				for i, le := range istioBuckets {
+					out = append(out, benchSeries{labels: with("istio_request_duration_milliseconds_bucket", prompb.Label{Name: "le", Value: le}), le: i, rate: rate})
+				}
+				out = append(out, benchSeries{labels: with("istio_request_duration_milliseconds_sum"), le: -1, rate: rate * 12})
+				out = append(out, benchSeries{labels: with("istio_request_duration_milliseconds_count"), le: -1, rate: rate})
+				out = append(out, benchSeries{labels: with("istio_request_bytes_sum"), le: -1, rate: rate * 600})
+				out = append(out, benchSeries{labels: with("istio_response_bytes_sum"), le: -1, rate: rate * 5000})
+			}
+		}
+	}
+	return out
+}
+
+// value of series s after step scrapes 15 s apart: cumulative, with buckets
+// filling at a fixed shape.
+func (s *benchSeries) value(step int) float64 {
+	n := s.rate * 15 * float64(step+1)
+	if s.le >= 0 {
+		return n * min(1, float64(s.le+1)/8)
+	}
+	return n
+}
+
+func benchMetrics(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("bench-metrics", flag.ContinueOnError)
+	edges := fs.Int("edges", 100, "mesh edges (each has 2 reporters x 2 outcomes x 27 series)")
+	steps := fs.Int("steps", 40, "scrapes (pushes) per round")
+	rounds := fs.Int("rounds", 3, "rounds, each on a fresh collector")
+	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the ingest runs to this file")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	runtime.GOMAXPROCS(1) // the goal is per core
+	mesh := istioMesh(*edges)
+	t0 := time.Now().Add(-time.Hour).UnixMilli()
+
+	// One snappy-compressed WriteRequest per scrape, as Prometheus sends them.
+	payloads := make([][]byte, *steps)
+	texts := make([][]byte, *steps)
+	for st := range payloads {
+		wr := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, len(mesh))}
+		var txt bytes.Buffer
+		for i := range mesh {
+			v := mesh[i].value(st)
+			wr.Timeseries[i] = prompb.TimeSeries{Labels: mesh[i].labels, Samples: []prompb.Sample{{Value: v, Timestamp: t0 + int64(st)*15000}}}
+			writeTextSample(&txt, mesh[i].labels, v)
+		}
+		raw, err := wr.Marshal()
+		if err != nil {
+			return err
+		}
+		payloads[st] = snappy.Encode(nil, raw)
+		texts[st] = txt.Bytes()
+	}
+	samplesPerStep := len(mesh)
+	measured := float64(samplesPerStep * (*steps - 1) * *rounds)
+	fmt.Printf("payload: %d series per push (Istio, 23 labels each), %d pushes x %d rounds, GOMAXPROCS=1\n", samplesPerStep, *steps-1, *rounds)
+
+	// Floor: snappy + protobuf unmarshal only.
+	var decode time.Duration
+	var wr prompb.WriteRequest
+	var buf []byte
+	for r := 0; r < *rounds; r++ {
+		start := time.Now()
+		for _, p := range payloads[1:] {
+			var err error
+			if buf, err = snappy.Decode(buf[:cap(buf)], p); err != nil {
+				return err
+			}
+			wr = prompb.WriteRequest{}
+			if err := wr.Unmarshal(buf); err != nil {
+				return err
+			}
+		}
+		decode += time.Since(start)
+	}
+
+	ingest := func(sinkFor func() metrics.Sink) (time.Duration, uint64, error) {
+		var total time.Duration
+		var obs uint64
+		for r := 0; r < *rounds; r++ {
+			c, err := metrics.New(metrics.DefaultConfig(), sinkFor(), nil, nil)
+			if err != nil {
+				return 0, 0, err
+			}
+			if _, err := c.IngestRemoteWrite(payloads[0]); err != nil { // series created: steady state after this
+				return 0, 0, err
+			}
+			start := time.Now()
+			for _, p := range payloads[1:] {
+				if _, err := c.IngestRemoteWrite(p); err != nil {
+					return 0, 0, err
+				}
+			}
+			total += time.Since(start)
+			obs += c.Status().Observations
+		}
+		return total, obs, nil
+	}
+	toGraph, obs, err := ingest(func() metrics.Sink {
+		return graph.New(graph.Config{Resolution: 10 * time.Second, Window: time.Hour})
+	})
+	if err != nil {
+		return err
+	}
+	alone, _, err := ingest(func() metrics.Sink { return discard{} })
+	if err != nil {
+		return err
+	}
+	rate := func(d time.Duration) float64 { return measured / d.Seconds() }
+	fmt.Printf("remote-write decode only (snappy + prompb.Unmarshal):  %12.0f samples/s  (floor)\n", rate(decode))
+	fmt.Printf("remote-write ingest (decode+deltas+mapping, no sink):  %12.0f samples/s  %.0f%% of decode-only\n", rate(alone), 100*decode.Seconds()/alone.Seconds())
+	fmt.Printf("remote-write ingest into graph.Graph:                  %12.0f samples/s  %.0f%% of decode-only  (%d observations; goal >= 50%% and >= 1e6/s)\n",
+		rate(toGraph), 100*decode.Seconds()/toGraph.Seconds(), obs)
+
+	// Scrape: expfmt parse alone vs parse + ingest, same bodies.
+	var parse time.Duration
+	for r := 0; r < *rounds; r++ {
+		start := time.Now()
+		for _, tx := range texts[1:] {
+			p := expfmt.NewTextParser(model.UTF8Validation)
+			if _, err := p.TextToMetricFamilies(bytes.NewReader(tx)); err != nil {
+				return err
+			}
+		}
+		parse += time.Since(start)
+	}
+	var scrape time.Duration
+	for r := 0; r < *rounds; r++ {
+		c, err := metrics.New(metrics.DefaultConfig(), discard{}, nil, nil)
+		if err != nil {
+			return err
+		}
+		now := time.Now()
+		if _, err := c.IngestExposition(texts[0], "text/plain; version=0.0.4", "bench", nil, now); err != nil {
+			return err
+		}
+		start := time.Now()
+		for i, tx := range texts[1:] {
+			if _, err := c.IngestExposition(tx, "text/plain; version=0.0.4", "bench", nil, now.Add(time.Duration(i+1)*15*time.Second)); err != nil {
+				return err
+			}
+		}
+		scrape += time.Since(start)
+	}
+	fmt.Printf("scrape expfmt parse only:                              %12.0f samples/s  (floor)\n", rate(parse))
+	fmt.Printf("scrape parse + ingest:                                 %12.0f samples/s  %.0f%% of parse-only\n", rate(scrape), 100*parse.Seconds()/scrape.Seconds())
+	return ctx.Err()
+}
+
+type discard struct{}
+
+func (discard) Ingest([]graph.Observation) {}
+
+func writeTextSample(b *bytes.Buffer, ls []prompb.Label, v float64) {
+	b.WriteString(ls[0].Value)
+	b.WriteByte('{')
+	for i, l := range ls[1:] {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		b.WriteString(l.Name)
+		b.WriteString(`="`)
+		b.WriteString(strings.ReplaceAll(l.Value, `"`, `\"`))
+		b.WriteByte('"')
+	}
+	b.WriteString("} ")
+	b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
+	b.WriteByte('\n')
+}

@@ -1,0 +1,403 @@
+package graph
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Config sizes the in-memory graph.
+type Config struct {
+	Resolution time.Duration // bucket width; default 10s
+	Window     time.Duration // history held in memory; default 1h
+	// Grace keeps a bucket open this long after its end for late data before
+	// it is final and bucket-close hooks fire; default one bucket.
+	Grace time.Duration
+	// Clock is read by Start's ticker; default time.Now. Virtual-time users
+	// call Advance themselves and never Start.
+	Clock func() time.Time
+}
+
+func (c *Config) withDefaults() Config {
+	out := *c
+	if out.Resolution <= 0 {
+		out.Resolution = 10 * time.Second
+	}
+	if out.Window <= 0 {
+		out.Window = time.Hour
+	}
+	if out.Grace < 0 {
+		out.Grace = 0
+	} else if out.Grace == 0 {
+		out.Grace = out.Resolution
+	}
+	if out.Clock == nil {
+		out.Clock = time.Now
+	}
+	return out
+}
+
+// channels keep the same traffic seen from different vantage points apart so
+// it is never counted twice.
+const (
+	chMetricsDst = iota // destination proxy, waypoint, ztunnel
+	chMetricsSrc        // source proxy, plain Envoy upstream stats
+	chTraces            // spans
+	numChannels
+)
+
+func channelOf(o *Observation) int {
+	if o.Signal&SignalTraces != 0 {
+		return chTraces
+	}
+	switch o.Reporter {
+	case ReporterSource, ReporterProxy, ReporterClientSpan:
+		return chMetricsSrc
+	}
+	return chMetricsDst
+}
+
+type edgeKey struct {
+	src, dst Node
+	proto    Protocol
+}
+
+type edge struct {
+	key        edgeKey
+	ch         [numChannels]series
+	principals []string
+	firstSeen  int64
+	lastSeen   int64
+}
+
+// Counters are what the graph reports about itself.
+type Counters struct {
+	Observations uint64 // accepted
+	Late         uint64 // arrived after their bucket was final; folded into the oldest open bucket
+	TooOld       uint64 // older than the window; dropped
+	Nodes, Edges int
+	Buckets      int // closed bucket records held
+	Bytes        int // encoded bytes held by closed buckets
+}
+
+// BucketClosed is passed to hooks when a bucket becomes final.
+type BucketClosed struct {
+	Start, End time.Time
+}
+
+// Graph is the live service graph. It is safe for concurrent writers and readers.
+type Graph struct {
+	cfg   Config
+	res   int64 // ns
+	slots int64
+	grace int64 // buckets
+
+	mu        sync.RWMutex
+	watermark int64 // index of the newest bucket the clock has reached; buckets <= watermark-grace-1 are final
+	started   bool
+	edges     map[edgeKey]*edge
+	edgeList  []*edge
+	nodes     map[Node]int64 // first seen
+	dirty     []*series      // series with open buckets
+	hooks     []func(BucketClosed)
+	last      *edge // one-entry cache for runs of observations on one edge
+
+	observations, late, tooOld atomic.Uint64
+
+	runMu  sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// New builds an empty graph; it starts nothing.
+func New(cfg Config) *Graph {
+	c := cfg.withDefaults()
+	g := &Graph{
+		cfg:   c,
+		res:   int64(c.Resolution),
+		slots: int64(c.Window / c.Resolution),
+		grace: int64((c.Grace + c.Resolution - 1) / c.Resolution),
+		edges: make(map[edgeKey]*edge),
+		nodes: make(map[Node]int64),
+	}
+	if g.slots < 1 {
+		g.slots = 1
+	}
+	return g
+}
+
+// Resolution is the bucket width.
+func (g *Graph) Resolution() time.Duration { return g.cfg.Resolution }
+
+// Window is how much history the graph holds.
+func (g *Graph) Window() time.Duration { return g.cfg.Window }
+
+// OnBucketClose registers fn to run (outside the graph's lock, in order) each
+// time a bucket becomes final. Register before Start or Advance.
+func (g *Graph) OnBucketClose(fn func(BucketClosed)) {
+	g.mu.Lock()
+	g.hooks = append(g.hooks, fn)
+	g.mu.Unlock()
+}
+
+// Start advances the graph's clock every second until Shutdown.
+func (g *Graph) Start(ctx context.Context) error {
+	g.runMu.Lock()
+	defer g.runMu.Unlock()
+	if g.cancel != nil {
+		return fmt.Errorf("graph already started")
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	g.cancel = cancel
+	done := make(chan struct{})
+	g.done = done
+	g.Advance(g.cfg.Clock())
+	go func() {
+		defer close(done)
+		t := time.NewTicker(time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				g.Advance(g.cfg.Clock())
+			}
+		}
+	}()
+	return nil
+}
+
+// Shutdown stops the clock; safe to call twice and without Start.
+func (g *Graph) Shutdown(ctx context.Context) error {
+	g.runMu.Lock()
+	if g.cancel != nil {
+		g.cancel()
+	}
+	done := g.done
+	g.runMu.Unlock()
+	if done == nil {
+		return nil
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("graph shutdown: %w", ctx.Err())
+	}
+}
+
+func (g *Graph) index(t time.Time) int64 {
+	ns := t.UnixNano()
+	if ns < 0 {
+		return (ns - g.res + 1) / g.res
+	}
+	return ns / g.res
+}
+
+func (g *Graph) timeOf(idx int64) time.Time { return time.Unix(0, idx*g.res) }
+
+// Ingest adds a batch of observations under one lock.
+func (g *Graph) Ingest(batch []Observation) {
+	if len(batch) == 0 {
+		return
+	}
+	g.mu.Lock()
+	for i := range batch {
+		g.ingestLocked(&batch[i])
+	}
+	g.mu.Unlock()
+}
+
+// IngestOne adds a single observation.
+func (g *Graph) IngestOne(o *Observation) {
+	g.mu.Lock()
+	g.ingestLocked(o)
+	g.mu.Unlock()
+}
+
+func (g *Graph) ingestLocked(o *Observation) {
+	idx := g.index(o.Time)
+	if g.started {
+		if idx <= g.watermark-g.slots {
+			g.tooOld.Add(1)
+			return
+		}
+		if final := g.watermark - g.grace; idx < final {
+			idx = final
+			g.late.Add(1)
+		}
+	}
+	src, dst := o.Src, o.Dst
+	if src.IsZero() {
+		src = UnknownNode
+	}
+	if dst.IsZero() {
+		dst = UnknownNode
+	}
+	e := g.last
+	if e == nil || e.key.proto != o.Protocol || e.key.src != src || e.key.dst != dst {
+		k := edgeKey{src: src, dst: dst, proto: o.Protocol}
+		e = g.edges[k]
+		if e == nil {
+			e = &edge{key: k, firstSeen: o.Time.UnixNano()}
+			g.edges[k] = e
+			g.edgeList = append(g.edgeList, e)
+			for _, n := range [2]Node{src, dst} {
+				if _, ok := g.nodes[n]; !ok {
+					g.nodes[n] = o.Time.UnixNano()
+				}
+			}
+		}
+		g.last = e
+	}
+	if ns := o.Time.UnixNano(); ns > e.lastSeen {
+		e.lastSeen = ns
+	}
+	if o.SrcPrincipal != "" || o.DstPrincipal != "" {
+		e.addPrincipal(o.SrcPrincipal)
+		e.addPrincipal(o.DstPrincipal)
+	}
+	s := &e.ch[channelOf(o)]
+	b := s.openBucket(idx)
+	if b == nil {
+		if len(s.open) == 0 {
+			g.dirty = append(g.dirty, s)
+		}
+		b = s.newOpen(idx)
+	}
+	b.add(o)
+	g.observations.Add(1)
+}
+
+const maxPrincipals = 8
+
+func (e *edge) addPrincipal(p string) {
+	if p == "" || len(e.principals) >= maxPrincipals {
+		return
+	}
+	for _, q := range e.principals {
+		if q == p {
+			return
+		}
+	}
+	e.principals = append(e.principals, p)
+}
+
+// Advance moves the graph's clock to t: buckets that end before t minus the
+// grace become final (hooks run), and buckets older than the window are dropped.
+// Time never moves backwards.
+func (g *Graph) Advance(t time.Time) {
+	idx := g.index(t)
+	g.mu.Lock()
+	if g.started && idx <= g.watermark {
+		g.mu.Unlock()
+		return
+	}
+	oldFinal := g.watermark - g.grace
+	if !g.started {
+		oldFinal = idx - g.grace
+		// Buckets ingested before the clock started become final in order too.
+		for _, s := range g.dirty {
+			for _, b := range s.open {
+				if b.idx < oldFinal {
+					oldFinal = b.idx
+				}
+			}
+		}
+	}
+	g.started = true
+	g.watermark = idx
+	final := idx - g.grace // buckets < final are final
+	keep := g.dirty[:0]
+	for _, s := range g.dirty {
+		s.closeBefore(final)
+		if len(s.open) > 0 {
+			keep = append(keep, s)
+		}
+	}
+	clear(g.dirty[len(keep):])
+	g.dirty = keep
+	oldest := idx - g.slots
+	g.trimLocked(oldest)
+	hooks := g.hooks
+	g.mu.Unlock()
+
+	if len(hooks) == 0 {
+		return
+	}
+	from := oldFinal
+	if from < final-g.slots {
+		from = final - g.slots
+	}
+	for b := from; b < final; b++ {
+		ev := BucketClosed{Start: g.timeOf(b), End: g.timeOf(b + 1)}
+		for _, h := range hooks {
+			h(ev)
+		}
+	}
+}
+
+// trimLocked drops buckets older than oldest and edges left with nothing.
+func (g *Graph) trimLocked(oldest int64) {
+	keep := g.edgeList[:0]
+	for _, e := range g.edgeList {
+		empty := true
+		for i := range e.ch {
+			e.ch[i].trim(oldest)
+			if !e.ch[i].empty() {
+				empty = false
+			}
+		}
+		if empty && e.lastSeen < oldest*g.res {
+			delete(g.edges, e.key)
+			if g.last == e {
+				g.last = nil
+			}
+			continue
+		}
+		keep = append(keep, e)
+	}
+	clear(g.edgeList[len(keep):])
+	g.edgeList = keep
+	if len(g.nodes) > 2*len(g.edgeList)+16 {
+		live := make(map[Node]int64, len(g.nodes))
+		for _, e := range g.edgeList {
+			live[e.key.src] = g.nodes[e.key.src]
+			live[e.key.dst] = g.nodes[e.key.dst]
+		}
+		g.nodes = live
+	}
+}
+
+// Now is the start of the bucket the graph's clock is in (zero before the clock starts).
+func (g *Graph) Now() time.Time {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	if !g.started {
+		return time.Time{}
+	}
+	return g.timeOf(g.watermark)
+}
+
+// Counters reports the graph's size and ingest counts.
+func (g *Graph) Counters() Counters {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	c := Counters{
+		Observations: g.observations.Load(),
+		Late:         g.late.Load(),
+		TooOld:       g.tooOld.Load(),
+		Nodes:        len(g.nodes),
+		Edges:        len(g.edgeList),
+	}
+	for _, e := range g.edgeList {
+		for i := range e.ch {
+			c.Buckets += len(e.ch[i].recs)
+			c.Bytes += len(e.ch[i].log)
+		}
+	}
+	return c
+}

@@ -1,0 +1,300 @@
+package graph
+
+import (
+	"context"
+	"errors"
+	"math"
+	"sync"
+	"testing"
+	"time"
+)
+
+var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
+
+func wl(ns, workload, app, version string) Node {
+	return Node{Cluster: "Kubernetes", Namespace: ns, Workload: workload, App: app, Version: version,
+		Service: app + "." + ns + ".svc.cluster.local", Kind: KindWorkload}
+}
+
+var (
+	productpage = wl("bookinfo", "productpage-v1", "productpage", "v1")
+	reviewsV1   = wl("bookinfo", "reviews-v1", "reviews", "v1")
+	reviewsV2   = wl("bookinfo", "reviews-v2", "reviews", "v2")
+	ratings     = wl("bookinfo", "ratings-v1", "ratings", "v1")
+)
+
+func obs(at time.Time, src, dst Node, n, errs uint64, ms float64) Observation {
+	o := Observation{Time: at, Src: src, Dst: dst, Protocol: ProtoHTTP, Requests: n, LatencyMs: ms,
+		Reporter: ReporterDestination, Signal: SignalMetrics, Security: SecurityMTLS}
+	o.Errors[Err5xx] = errs
+	if errs > 0 {
+		o.ResponseCode = 503
+		o.ResponseFlags = ParseFlags("UF,URX")
+	}
+	return o
+}
+
+func newTestGraph(tb testing.TB) *Graph {
+	tb.Helper()
+	g := New(Config{Resolution: 10 * time.Second, Window: time.Hour})
+	g.Advance(t0)
+	return g
+}
+
+func edgeBetween(tb testing.TB, s *Snapshot, src, dst string) *EdgeSnapshot {
+	tb.Helper()
+	for i := range s.Edges {
+		if s.Edges[i].Source.Label(s.View) == src && s.Edges[i].Target.Label(s.View) == dst {
+			return &s.Edges[i]
+		}
+	}
+	tb.Fatalf("no edge %s -> %s in %d edges", src, dst, len(s.Edges))
+	return nil
+}
+
+func TestSnapshotRatesErrorsAndLatency(t *testing.T) {
+	g := newTestGraph(t)
+	// One minute of traffic: 10 req/s productpage->reviews-v1 at 20ms, 1% errors.
+	for i := 0; i < 60; i++ {
+		at := t0.Add(time.Duration(i) * time.Second)
+		g.Ingest([]Observation{obs(at, productpage, reviewsV1, 10, 0, 20)})
+		if i%10 == 0 {
+			g.Ingest([]Observation{obs(at, productpage, reviewsV1, 6, 6, 200)})
+		}
+	}
+	g.Advance(t0.Add(time.Minute))
+	s, err := g.Snapshot(Query{Window: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := edgeBetween(t, s, "productpage-v1", "reviews-v1")
+	if e.Stats.Requests != 636 {
+		t.Errorf("requests %d, want 636", e.Stats.Requests)
+	}
+	if e.Stats.Errors[Err5xx] != 36 || e.Stats.Codes[503] != 36 || e.Stats.Flags["UF"] != 36 {
+		t.Errorf("errors %v codes %v flags %v", e.Stats.Errors, e.Stats.Codes, e.Stats.Flags)
+	}
+	if p50 := e.Stats.Latency.Quantile(0.5); math.Abs(p50-20) > 0.2 {
+		t.Errorf("p50 %v, want ~20", p50)
+	}
+	if p99 := e.Stats.Latency.Quantile(0.99); math.Abs(p99-200) > 2 {
+		t.Errorf("p99 %v, want ~200", p99)
+	}
+	if e.Stats.MTLSShare() != 1 {
+		t.Errorf("mtls share %v", e.Stats.MTLSShare())
+	}
+	if got := s.Seconds(); got != 60 {
+		t.Errorf("window %vs", got)
+	}
+}
+
+func TestViewsProjectNodes(t *testing.T) {
+	tests := []struct {
+		view      View
+		wantNodes int
+		wantEdges int
+		edgeSrc   string
+		edgeDst   string
+		wantReq   uint64
+	}{
+		{ViewWorkload, 4, 3, "reviews-v2", "ratings-v1", 5},
+		{ViewApp, 3, 2, "productpage", "reviews", 20},
+		{ViewVersionedApp, 4, 3, "reviews v2", "ratings v1", 5},
+		{ViewService, 3, 2, "productpage", "reviews", 20},
+	}
+	g := newTestGraph(t)
+	g.Ingest([]Observation{
+		obs(t0, productpage, reviewsV1, 10, 0, 5),
+		obs(t0, productpage, reviewsV2, 10, 0, 5),
+		obs(t0, reviewsV2, ratings, 5, 0, 2),
+	})
+	g.Advance(t0.Add(10 * time.Second))
+	for _, tc := range tests {
+		t.Run(tc.view.String(), func(t *testing.T) {
+			s, err := g.Snapshot(Query{View: tc.view, Window: 10 * time.Second})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(s.Nodes) != tc.wantNodes || len(s.Edges) != tc.wantEdges {
+				t.Fatalf("%d nodes %d edges, want %d/%d", len(s.Nodes), len(s.Edges), tc.wantNodes, tc.wantEdges)
+			}
+			if e := edgeBetween(t, s, tc.edgeSrc, tc.edgeDst); e.Stats.Requests != tc.wantReq {
+				t.Errorf("requests %d, want %d", e.Stats.Requests, tc.wantReq)
+			}
+		})
+	}
+}
+
+func TestSourceAndDestinationReportsAreNotAddedUp(t *testing.T) {
+	g := newTestGraph(t)
+	dst := obs(t0, productpage, reviewsV1, 100, 1, 30)
+	src := dst
+	src.Reporter = ReporterSource
+	src.LatencyMs = 33 // the caller also sees the network and its own proxy
+	tr := dst
+	tr.Signal, tr.Reporter, tr.Requests = SignalTraces, ReporterServerSpan, 25 // sampled traces
+	g.Ingest([]Observation{dst, src, tr})
+	g.Advance(t0.Add(10 * time.Second))
+	s, _ := g.Snapshot(Query{Window: 10 * time.Second})
+	e := edgeBetween(t, s, "productpage-v1", "reviews-v1")
+	if e.Stats.Requests != 100 {
+		t.Errorf("requests %d, want 100 (destination view only)", e.Stats.Requests)
+	}
+	if e.SourceReported == nil || e.SourceReported.Requests != 100 || math.Abs(e.SourceReported.Latency.Quantile(0.5)-33) > 0.5 {
+		t.Errorf("source-reported view %+v", e.SourceReported)
+	}
+	if e.Stats.Signals != SignalMetrics|SignalTraces {
+		t.Errorf("signals %v, want metrics and traces", e.Stats.Signals.Names())
+	}
+}
+
+func TestMissingIdentityGoesToUnknown(t *testing.T) {
+	g := newTestGraph(t)
+	g.Ingest([]Observation{{Time: t0, Dst: reviewsV1, Requests: 3}, {Time: t0, Src: productpage, Requests: 2}})
+	g.Advance(t0.Add(10 * time.Second))
+	s, err := g.Snapshot(Query{Window: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edgeBetween(t, s, "unknown", "reviews-v1")
+	edgeBetween(t, s, "productpage-v1", "unknown")
+}
+
+func TestBucketCloseHooksAndWindow(t *testing.T) {
+	g := New(Config{Resolution: 10 * time.Second, Window: time.Minute})
+	var closed []BucketClosed
+	g.OnBucketClose(func(b BucketClosed) { closed = append(closed, b) })
+	g.Advance(t0)
+	g.Ingest([]Observation{obs(t0, productpage, reviewsV1, 1, 0, 1)})
+	// The bucket before t0 was still in its grace at the first Advance; with a
+	// grace of one bucket, [t0-10s, t0+20s) is final now.
+	g.Advance(t0.Add(35 * time.Second))
+	if len(closed) != 3 || !closed[0].End.Equal(t0) || !closed[2].End.Equal(t0.Add(20*time.Second)) {
+		t.Fatalf("closed %v", closed)
+	}
+	// Late data for a final bucket is folded into the oldest open one, not lost.
+	g.Ingest([]Observation{obs(t0.Add(time.Second), productpage, reviewsV1, 4, 0, 1)})
+	if c := g.Counters(); c.Late != 1 || c.Observations != 2 {
+		t.Errorf("counters %+v", c)
+	}
+	s, _ := g.Snapshot(Query{Window: time.Minute})
+	if e := edgeBetween(t, s, "productpage-v1", "reviews-v1"); e.Stats.Requests != 5 {
+		t.Errorf("requests %d, want 5", e.Stats.Requests)
+	}
+	// Past the window everything is gone and old data is refused.
+	g.Advance(t0.Add(3 * time.Minute))
+	g.Ingest([]Observation{obs(t0, productpage, reviewsV1, 1, 0, 1)})
+	if c := g.Counters(); c.TooOld != 1 || c.Edges != 0 {
+		t.Errorf("after window: %+v", c)
+	}
+}
+
+func TestBadQueries(t *testing.T) {
+	g := newTestGraph(t)
+	for _, q := range []Query{{Window: -time.Second}, {Window: 2 * time.Hour}, {View: 9}} {
+		if _, err := g.Snapshot(q); !errors.Is(err, ErrBadQuery) {
+			t.Errorf("Snapshot(%+v) err %v, want ErrBadQuery", q, err)
+		}
+	}
+	for _, s := range []string{"workload", "app", "versionedApp", "versioned-app", "SERVICE", ""} {
+		if _, err := ParseView(s); err != nil {
+			t.Errorf("ParseView(%q): %v", s, err)
+		}
+	}
+	if _, err := ParseView("pods"); err == nil {
+		t.Error("ParseView(pods) accepted")
+	}
+}
+
+func TestNamespaceFilter(t *testing.T) {
+	g := newTestGraph(t)
+	other := wl("shop", "cart-v1", "cart", "v1")
+	g.Ingest([]Observation{obs(t0, productpage, reviewsV1, 1, 0, 1), obs(t0, other, other, 1, 0, 1), obs(t0, other, ratings, 1, 0, 1)})
+	g.Advance(t0.Add(10 * time.Second))
+	s, _ := g.Snapshot(Query{Window: 10 * time.Second, Namespaces: []string{"bookinfo"}})
+	if len(s.Edges) != 2 {
+		t.Errorf("%d edges, want 2 (either end in bookinfo)", len(s.Edges))
+	}
+}
+
+// A snapshot is taken under one lock: with writers adding matched pairs of
+// observations in one batch, every snapshot sees both or neither.
+func TestSnapshotConsistentUnderConcurrentWrites(t *testing.T) {
+	g := newTestGraph(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ctx.Err() == nil && i < 20000; i++ {
+				at := t0.Add(time.Duration(i%50) * time.Second)
+				g.Ingest([]Observation{obs(at, productpage, reviewsV1, 1, 0, 3), obs(at, reviewsV1, ratings, 1, 0, 1)})
+			}
+		}()
+	}
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for i := 0; i < 50; i++ {
+			g.Advance(t0.Add(time.Duration(i) * time.Second))
+		}
+	}()
+	for i := 0; i < 200; i++ {
+		s, err := g.Snapshot(Query{Window: 10 * time.Minute, At: t0.Add(10 * time.Minute)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var a, b uint64
+		for _, e := range s.Edges {
+			if e.Target == reviewsV1 {
+				a = e.Stats.Requests
+			} else {
+				b = e.Stats.Requests
+			}
+		}
+		if a != b {
+			cancel()
+			wg.Wait()
+			t.Fatalf("inconsistent snapshot: %d vs %d", a, b)
+		}
+	}
+	cancel()
+	wg.Wait()
+}
+
+func TestHistoryPerBucket(t *testing.T) {
+	g := newTestGraph(t)
+	for i := 0; i < 6; i++ {
+		g.Ingest([]Observation{obs(t0.Add(time.Duration(i)*10*time.Second), productpage, reviewsV1, uint64(i+1), 0, 10)})
+	}
+	g.Advance(t0.Add(time.Minute))
+	src := ViewApp.Project(productpage)
+	start, hs, err := g.History(EdgeFilter{View: ViewApp, Source: &src}, time.Minute, time.Time{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !start.Equal(t0) || len(hs) != 6 {
+		t.Fatalf("start %v, %d buckets", start, len(hs))
+	}
+	for i, h := range hs {
+		if h.Requests != uint64(i+1) {
+			t.Errorf("bucket %d: %d requests", i, h.Requests)
+		}
+	}
+}
+
+func TestStartShutdownIdempotent(t *testing.T) {
+	g := New(Config{})
+	if err := g.Shutdown(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 2; i++ {
+		if err := g.Shutdown(context.Background()); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
