@@ -298,3 +298,17 @@ func TestStartShutdownIdempotent(t *testing.T) {
 		}
 	}
 }
+
+func TestNodeIDRoundTrip(t *testing.T) {
+	for _, n := range []Node{productpage, UnknownNode, {Kind: KindDatabase, Workload: "mysql"}} {
+		got, err := ParseNodeID(n.ID())
+		if err != nil || got != n {
+			t.Errorf("ParseNodeID(%q) = %+v, %v", n.ID(), got, err)
+		}
+	}
+	for _, bad := range []string{"", "workload|a", "pod|a|b|c|d|e|f"} {
+		if _, err := ParseNodeID(bad); err == nil {
+			t.Errorf("ParseNodeID(%q) accepted", bad)
+		}
+	}
+}

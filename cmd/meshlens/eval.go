@@ -46,13 +46,11 @@ func evalDetect(args []string) error {
 	var scs []*fixtures.Scenario
 	switch {
 	case *name == "all":
-		for _, n := range fixtures.Names() {
-			sc, err := fixtures.Load(n)
-			if err != nil {
-				return fmt.Errorf("load scenario %s: %w", n, err)
-			}
-			scs = append(scs, sc)
+		all, err := eval.Scenarios()
+		if err != nil {
+			return err
 		}
+		scs = all
 	case strings.HasSuffix(*name, ".yaml") || strings.HasSuffix(*name, ".yml"):
 		sc, err := fixtures.LoadFile(*name)
 		if err != nil {
@@ -60,9 +58,9 @@ func evalDetect(args []string) error {
 		}
 		scs = append(scs, sc)
 	default:
-		sc, err := fixtures.Load(*name)
+		sc, err := eval.Lookup(*name)
 		if err != nil {
-			return fmt.Errorf("load scenario %s: %w", *name, err)
+			return err
 		}
 		scs = append(scs, sc)
 	}

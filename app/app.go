@@ -1,0 +1,158 @@
+// Package app is the one wiring place: it builds meshlens' components in
+// order (storage → graph → detect → collector → assistant → web), starts
+// them, and stops them in reverse.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+
+	"github.com/meshlens/meshlens/config"
+	"github.com/meshlens/meshlens/detect"
+	"github.com/meshlens/meshlens/detect/alert"
+	"github.com/meshlens/meshlens/fixtures"
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/web"
+	"github.com/meshlens/meshlens/web/ui"
+)
+
+// component is anything with a lifecycle.
+type component interface {
+	Start(ctx context.Context) error
+	Shutdown(ctx context.Context) error
+}
+
+type named struct {
+	name string
+	c    component
+}
+
+// App holds the running components.
+type App struct {
+	cfg     config.Config
+	log     *slog.Logger
+	reg     *prometheus.Registry
+	Graph   *graph.Graph
+	Web     *web.Server
+	Detect  *detect.Engine
+	alerts  *alert.Notifier
+	demo    *demo
+	started []named
+}
+
+// New builds every component; nothing runs until Start.
+func New(cfg config.Config, log *slog.Logger) (*App, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
+	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	a.Graph = graph.New(graph.Config{Resolution: cfg.Graph.Resolution.D(), Window: cfg.Graph.Window.D()})
+	a.reg.MustRegister(newGraphCollector(a.Graph))
+
+	if cfg.Detect.Enabled {
+		eng, err := detect.New(cfg.Detect, log.With("component", "detect"), a.reg)
+		if err != nil {
+			return nil, err
+		}
+		a.Detect = eng
+		eng.Attach(a.Graph)
+		if a.alerts, err = alert.New(cfg.Detect.Alerts, log.With("component", "alerts"), a.reg); err != nil {
+			return nil, fmt.Errorf("alerts: %w", err)
+		}
+		eng.Subscribe(a.alerts.Handle)
+	}
+
+	if cfg.Demo.Scenario != "" {
+		sc, err := fixtures.Load(cfg.Demo.Scenario)
+		if err != nil {
+			return nil, fmt.Errorf("demo: %w", err)
+		}
+		a.demo = newDemo(sc, cfg.Demo.Seed, a.Graph, log)
+	}
+
+	a.Web = web.New(web.Options{
+		Addr:       cfg.HTTP.Addr,
+		Graph:      a.Graph,
+		UI:         ui.FS(),
+		Logger:     log,
+		Registerer: a.reg,
+		Gatherer:   a.reg,
+	})
+	a.Graph.OnBucketClose(a.Web.BucketClosed)
+	if a.Detect != nil {
+		a.Web.Handle("/api/v1/anomalies", a.Detect.Handler())
+		a.Web.Handle("/api/v1/anomalies/", a.Detect.Handler())
+		a.Web.Handle("/api/v1/incidents", a.Detect.Handler())
+		a.Web.Handle("/api/v1/incidents/", a.Detect.Handler())
+		a.Detect.Subscribe(func(c detect.Change) {
+			kind := "anomaly"
+			if c.Incident != nil {
+				kind = "incident"
+			}
+			a.Web.Publish(kind, c)
+		})
+	}
+	return a, nil
+}
+
+// Start starts components in order; on failure it stops what had started.
+func (a *App) Start(ctx context.Context) error {
+	if a.demo != nil {
+		a.demo.backfill(time.Now())
+	}
+	var order []named
+	if a.alerts != nil {
+		order = append(order, named{"alerts", a.alerts})
+	}
+	order = append(order, named{"graph", a.Graph})
+	if a.demo != nil {
+		order = append(order, named{"demo", a.demo})
+	}
+	order = append(order, named{"web", a.Web})
+	for _, n := range order {
+		if err := n.c.Start(ctx); err != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			return errors.Join(fmt.Errorf("start %s: %w", n.name, err), a.Shutdown(sctx))
+		}
+		a.started = append(a.started, n)
+	}
+	return nil
+}
+
+// Shutdown stops started components in reverse order; safe twice.
+func (a *App) Shutdown(ctx context.Context) error {
+	var errs []error
+	for i := len(a.started) - 1; i >= 0; i-- {
+		n := a.started[i]
+		if err := n.c.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("stop %s: %w", n.name, err))
+		}
+	}
+	a.started = nil
+	return errors.Join(errs...)
+}
+
+// Run starts the app, waits for ctx to end, and shuts down.
+func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	a, err := New(cfg, log)
+	if err != nil {
+		return err
+	}
+	if err := a.Start(ctx); err != nil {
+		return err
+	}
+	log.Info("meshlens running", "http", a.Web.Addr(), "demo", cfg.Demo.Scenario)
+	<-ctx.Done()
+	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	return a.Shutdown(sctx)
+}

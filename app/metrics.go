@@ -1,0 +1,41 @@
+package app
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// graphCollector exposes the graph's own counters at scrape time.
+type graphCollector struct {
+	g                                   *graph.Graph
+	obs, late, tooOld, nodes, edges, by *prometheus.Desc
+}
+
+func newGraphCollector(g *graph.Graph) *graphCollector {
+	return &graphCollector{
+		g:      g,
+		obs:    prometheus.NewDesc("meshlens_graph_observations_total", "Observations ingested into the graph.", nil, nil),
+		late:   prometheus.NewDesc("meshlens_graph_observations_late_total", "Observations that arrived after their bucket was final (folded into the oldest open bucket).", nil, nil),
+		tooOld: prometheus.NewDesc("meshlens_graph_observations_too_old_total", "Observations older than the in-memory window, dropped.", nil, nil),
+		nodes:  prometheus.NewDesc("meshlens_graph_nodes", "Nodes in the live graph.", nil, nil),
+		edges:  prometheus.NewDesc("meshlens_graph_edges", "Edges in the live graph.", nil, nil),
+		by:     prometheus.NewDesc("meshlens_graph_bucket_bytes", "Bytes held by closed buckets.", nil, nil),
+	}
+}
+
+func (c *graphCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{c.obs, c.late, c.tooOld, c.nodes, c.edges, c.by} {
+		ch <- d
+	}
+}
+
+func (c *graphCollector) Collect(ch chan<- prometheus.Metric) {
+	k := c.g.Counters()
+	ch <- prometheus.MustNewConstMetric(c.obs, prometheus.CounterValue, float64(k.Observations))
+	ch <- prometheus.MustNewConstMetric(c.late, prometheus.CounterValue, float64(k.Late))
+	ch <- prometheus.MustNewConstMetric(c.tooOld, prometheus.CounterValue, float64(k.TooOld))
+	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(k.Nodes))
+	ch <- prometheus.MustNewConstMetric(c.edges, prometheus.GaugeValue, float64(k.Edges))
+	ch <- prometheus.MustNewConstMetric(c.by, prometheus.GaugeValue, float64(k.Bytes))
+}

@@ -1,0 +1,159 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// missingLat stands for "no latency in this bucket" in exported rings (JSON has no NaN).
+const missingLat = -1000
+
+// State is the engine's baseline state, JSON-serialisable, for restoring
+// baselines after a restart. Detector state machines and anomalies are not
+// part of it: they restart cold (anomalies are kept by storage).
+type State struct {
+	Version    int            `json:"version"`
+	Start      time.Time      `json:"start"`
+	Last       time.Time      `json:"last"`
+	Resolution time.Duration  `json:"resolution"`
+	Subjects   []SubjectState `json:"subjects"`
+	Edges      []EdgeState    `json:"edges"`
+	Nodes      []NodeState    `json:"nodes"`
+}
+
+// SubjectState is one subject's ring, oldest bucket first.
+type SubjectState struct {
+	Key        string         `json:"key"`
+	Kind       string         `json:"kind"`
+	Source     graph.Node     `json:"source"`
+	Target     graph.Node     `json:"target"`
+	Protocol   graph.Protocol `json:"protocol"`
+	Newest     time.Time      `json:"newest"`
+	LastActive time.Time      `json:"lastActive"`
+	Requests   []float32      `json:"requests"`
+	LogLatency [3][]float32   `json:"logLatency"` // p50, p95, p99; -1000 = none
+	Errors     [4][]uint32    `json:"errors"`     // 5xx, grpc, noResponse, connectFailure
+	Plain      []uint32       `json:"plain"`
+	Units      []uint32       `json:"units"`
+	Excluded   []uint8        `json:"excluded"`
+}
+
+// EdgeState is one edge of the learned edge baseline.
+type EdgeState struct {
+	Source  graph.Node `json:"source"`
+	Target  graph.Node `json:"target"`
+	First   time.Time  `json:"first"`
+	Last    time.Time  `json:"last"`
+	Learned bool       `json:"learned"`
+}
+
+// NodeState records when a node was first and last seen (for new versions).
+type NodeState struct {
+	ID    string    `json:"id"`
+	First time.Time `json:"first"`
+	Last  time.Time `json:"last"`
+}
+
+// ExportState copies the baselines out.
+func (e *Engine) ExportState() State {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	st := State{Version: 1, Start: e.start, Last: e.last, Resolution: e.res}
+	for _, s := range e.subjects {
+		n := s.filled
+		ss := SubjectState{Key: s.key, Kind: s.kind, Source: s.src, Target: s.dst, Protocol: s.proto, Newest: s.newest, LastActive: s.lastActive}
+		for j := n - 1; j >= 0; j-- {
+			i := s.slotBack(j)
+			ss.Requests = append(ss.Requests, s.req[i])
+			for q := range s.lat {
+				v := s.lat[q][i]
+				if math.IsNaN(float64(v)) {
+					v = missingLat
+				}
+				ss.LogLatency[q] = append(ss.LogLatency[q], v)
+			}
+			for c := range s.errs {
+				ss.Errors[c] = append(ss.Errors[c], s.errs[c][i])
+			}
+			ss.Plain = append(ss.Plain, s.plain[i])
+			ss.Units = append(ss.Units, s.units[i])
+			ss.Excluded = append(ss.Excluded, s.excl[i])
+		}
+		st.Subjects = append(st.Subjects, ss)
+	}
+	for _, k := range e.known {
+		st.Edges = append(st.Edges, EdgeState{Source: k.src, Target: k.dst, First: k.first, Last: k.last, Learned: k.learned})
+	}
+	for id, n := range e.nodes {
+		st.Nodes = append(st.Nodes, NodeState{ID: id, First: n.first, Last: n.last})
+	}
+	return st
+}
+
+// ImportState restores baselines exported by ExportState. Call it before the
+// first Observe; it replaces whatever baselines the engine holds.
+func (e *Engine) ImportState(st State) error {
+	if st.Version != 1 {
+		return fmt.Errorf("import detect state: unsupported version %d", st.Version)
+	}
+	w := e.cfg.BaselineBuckets
+	subjects := make(map[string]*subject, len(st.Subjects))
+	for _, ss := range st.Subjects {
+		n := len(ss.Requests)
+		ok := len(ss.Plain) == n && len(ss.Units) == n && len(ss.Excluded) == n
+		for q := range ss.LogLatency {
+			ok = ok && len(ss.LogLatency[q]) == n
+		}
+		for c := range ss.Errors {
+			ok = ok && len(ss.Errors[c]) == n
+		}
+		if !ok {
+			return fmt.Errorf("import detect state: subject %s: ring lengths differ", ss.Key)
+		}
+		switch ss.Kind {
+		case SubjectEdge, SubjectNodeIn, SubjectNodeOut:
+		default:
+			return fmt.Errorf("import detect state: subject %s: unknown kind %q", ss.Key, ss.Kind)
+		}
+		s := newSubject(ss.Key, ss.Kind, w)
+		s.src, s.dst, s.proto = ss.Source, ss.Target, ss.Protocol
+		thr, on := e.cfg.thresholdsFor(ss.Target)
+		s.thr, s.off = thr, !on
+		// Keep the newest w buckets when the window shrank.
+		from := max(0, n-w)
+		for i := from; i < n; i++ {
+			sm := sample{t: ss.Newest.Add(-time.Duration(n-1-i) * st.Resolution), n: uint64(ss.Requests[i]), plain: uint64(ss.Plain[i]), units: uint64(ss.Units[i])}
+			for q := range sm.lat {
+				v := float64(ss.LogLatency[q][i])
+				if v == missingLat || !finite(v) {
+					v = math.NaN()
+				}
+				sm.lat[q] = v
+			}
+			for c := range sm.errs {
+				sm.errs[c] = uint64(ss.Errors[c][i])
+			}
+			s.write(&sm, ss.Excluded[i])
+		}
+		s.lastActive = ss.LastActive
+		subjects[ss.Key] = s
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.subjects = subjects
+	e.start, e.last, e.res = st.Start, st.Last, st.Resolution
+	e.known = make(map[string]*edgeSeen, len(st.Edges))
+	for _, es := range st.Edges {
+		k := &edgeSeen{src: es.Source, dst: es.Target, first: es.First, last: es.Last, learned: es.Learned}
+		k.policy, k.polDeny = e.policyFor(es.Source, es.Target)
+		e.known[es.Source.ID()+">"+es.Target.ID()] = k
+	}
+	e.nodes = make(map[string]*nodeSeen, len(st.Nodes))
+	for _, n := range st.Nodes {
+		e.nodes[n.ID] = &nodeSeen{first: n.First, last: n.Last}
+	}
+	return nil
+}

@@ -1,0 +1,143 @@
+// Browser tests of the dashboard against the mock API (mock/server.js): the
+// parts whose server side other packages are still building (anomalies, chat,
+// proposals), bad input (hostile names, missing endpoints) and reconnects.
+import { describe, it, before, after } from 'node:test';
+import assert from 'node:assert/strict';
+import { launch, openPage, startMock, waitForNodes, clickNode, screenshot } from './browser.js';
+
+const RATINGS = 'workload|bookinfo|ratings-v1';
+
+describe('dashboard on the mock API', () => {
+  let browser, mock;
+  before(async () => {
+    browser = await launch();
+    mock = await startMock(['--delta-ms', '0', '--xss']);
+  });
+  after(async () => {
+    await browser?.close();
+    await mock?.stop();
+  });
+
+  it('shows hostile service names as text', async () => {
+    const { page, problems, context } = await openPage(browser, mock.url);
+    await page.goto('/');
+    await waitForNodes(page, ['productpage', '<img src=x']);
+    await clickNode(page, '<img src=x');
+    await page.locator('.panel-title').filter({ hasText: '<img src=x onerror' }).waitFor();
+    assert.equal(await page.evaluate(() => window.__xss), undefined, 'markup in a name ran');
+    assert.equal(await page.locator('#tab-details img').count(), 0);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('reconnects after the websocket drops and applies deltas', async () => {
+    const { page, problems, context } = await openPage(browser, mock.url);
+    await page.goto('/');
+    await page.locator('#live-status[data-state="live"]').waitFor();
+    await waitForNodes(page, ['reviews-v2']);
+    await fetch(mock.url + '/__mock/drop', { method: 'POST' });
+    await page.locator('#live-status[data-state="reconnecting"]').waitFor();
+    await page.locator('#live-status[data-state="live"]').waitFor({ timeout: 15000 });
+    await fetch(mock.url + '/__mock/tick', { method: 'POST' });
+    await page.waitForFunction(() => window.__meshlens.perf.deltas > 0);
+    // Pause: deltas are kept but the indicator says paused.
+    await page.click('#live-status');
+    await page.locator('#live-status[data-state="paused"]').waitFor();
+    await page.click('#live-status');
+    await page.locator('#live-status[data-state="live"]').waitFor();
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('shows an injected fault as an anomaly with the root cause highlighted, and the chat answer', async () => {
+    const { page, problems, context } = await openPage(browser, mock.url);
+    await page.goto('/');
+    await waitForNodes(page, ['ratings-v1']);
+    await page.locator('#live-status[data-state="live"]').waitFor();
+    await fetch(mock.url + '/__mock/fault', { method: 'POST' });
+    await page.locator('#anomaly-count').filter({ hasText: '2' }).waitFor();
+    await page.click('[data-tab="anomalies"]');
+    await page.locator('.anomaly-head', { hasText: 'Incident' }).click();
+    await page.locator('.rootcauses li.top', { hasText: 'ratings' }).waitFor();
+    assert.ok(await page.evaluate((id) => window.__meshlens.cy.getElementById(id).hasClass('rootcause'), RATINGS), 'root cause not marked on the graph');
+    assert.equal(await page.evaluate((id) => window.__meshlens.cy.getElementById(id).data('health'), RATINGS), 'failing');
+    await screenshot(page, 'mock-incident');
+
+    await page.click('[data-tab="chat"]');
+    await page.fill('#tab-chat textarea', 'which service is failing?');
+    await page.keyboard.press('Enter');
+    await page.locator('.msg.assistant', { hasText: 'ratings is failing' }).waitFor();
+    await page.locator('.msg.assistant .link-chip', { hasText: 'ratings-v1' }).click();
+    await page.locator('.panel-title', { hasText: 'ratings-v1' }).waitFor();
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
+  it('refuses approval for a viewer and approves for an approver', async () => {
+    for (const [role, want] of [['viewer', /Refused: not allowed: approving needs the approver role/], ['approver', /Approved/]]) {
+      const { page, problems, context } = await openPage(browser, mock.url, { storage: { 'meshlens.token': role } });
+      await page.goto('/');
+      await page.click('[data-tab="proposals"]');
+      await page.locator('.proposal-head', { hasText: 'Outlier detection for ratings' }).click();
+      await page.locator('pre.code', { hasText: 'outlierDetection' }).first().waitFor();
+      await page.click('.proposal .approve');
+      await page.locator('.decision').filter({ hasText: want }).waitFor();
+      if (role === 'viewer') await screenshot(page, 'mock-proposal-refused');
+      // The refusal is a 403, which the browser logs by itself.
+      assert.deepEqual(problems.filter((p) => role === 'viewer' && /status of 403/.test(p) ? false : true), [], role);
+      await context.close();
+    }
+  });
+
+  it('compares two times in the what-changed view and replays history', async () => {
+    const { page, problems, context } = await openPage(browser, mock.url, { colorScheme: 'light' });
+    await page.goto('/');
+    await waitForNodes(page, ['productpage']);
+    await page.click('[data-tab="changes"]');
+    await page.click('#tab-changes button.primary');
+    await page.locator('#tab-changes').filter({ hasText: /No significant change|errors up|added|removed|traffic|slower/ }).waitFor();
+    const before = await page.evaluate(() => window.__meshlens.perf.snapshots);
+    await page.locator('#replay-slider').fill('-600');
+    await page.locator('#live-status[data-state="replay"]').waitFor();
+    await page.waitForFunction((n) => window.__meshlens.perf.snapshots > n, before);
+    assert.match(await page.textContent('#replay-time'), /^\d\d:\d\d:\d\d$/);
+    await screenshot(page, 'mock-replay-light');
+    await page.click('#replay-live');
+    await page.locator('#live-status[data-state="live"]').waitFor();
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+});
+
+describe('dashboard on a server without the optional APIs', () => {
+  let browser, mock;
+  before(async () => {
+    browser = await launch();
+    mock = await startMock(['--delta-ms', '0', '--missing', 'anomalies,incidents,chat,proposals,history']);
+  });
+  after(async () => {
+    await browser?.close();
+    await mock?.stop();
+  });
+
+  it('degrades to readable "not available" states', async () => {
+    const { page, problems, context } = await openPage(browser, mock.url);
+    // 404s are expected here; the browser logs each failed fetch as a console error.
+    await page.goto('/');
+    await waitForNodes(page, ['productpage']);
+    await clickNode(page, 'productpage');
+    await page.locator('#tab-details', { hasText: 'history not available' }).waitFor();
+    await page.click('[data-tab="anomalies"]');
+    await page.locator('#tab-anomalies', { hasText: 'Anomaly detection not available' }).waitFor();
+    await page.click('[data-tab="proposals"]');
+    await page.locator('#tab-proposals', { hasText: 'Proposals not available' }).waitFor();
+    await page.click('[data-tab="chat"]');
+    await page.fill('#tab-chat textarea', 'which service is failing?');
+    await page.keyboard.press('Enter');
+    await page.locator('.msg.error', { hasText: 'not available' }).waitFor();
+    const body = await page.textContent('body');
+    assert.doesNotMatch(body, /goroutine|TypeError|at \w+ \(|undefined|\[object Object\]/);
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+});
