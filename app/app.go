@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/meshlens/meshlens/collector/metrics"
+	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/config"
 	"github.com/meshlens/meshlens/detect"
 	"github.com/meshlens/meshlens/detect/alert"
@@ -41,6 +43,8 @@ type App struct {
 	Graph   *graph.Graph
 	Web     *web.Server
 	Detect  *detect.Engine
+	Metrics *metrics.Collector
+	Traces  *traces.Receiver
 	alerts  *alert.Notifier
 	demo    *demo
 	started []named
@@ -70,6 +74,17 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		eng.Subscribe(a.alerts.Handle)
 	}
 
+	var err error
+	if a.Metrics, err = metrics.New(cfg.Metrics, a.Graph, log.With("component", "metrics"), a.reg); err != nil {
+		return nil, fmt.Errorf("metrics collector: %w", err)
+	}
+	// OTLP metrics arrive on the same OTLP ports as traces.
+	if a.Traces, err = traces.New(cfg.Traces, a.Graph, log.With("component", "traces"), a.reg,
+		traces.WithOTLPHTTPHandler("/v1/metrics", a.Metrics.OTLPHTTPHandler()),
+		traces.WithGRPCRegistration(a.Metrics.RegisterGRPC)); err != nil {
+		return nil, fmt.Errorf("traces receiver: %w", err)
+	}
+
 	if cfg.Demo.Scenario != "" {
 		sc, err := fixtures.Load(cfg.Demo.Scenario)
 		if err != nil {
@@ -87,6 +102,8 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		Gatherer:   a.reg,
 	})
 	a.Graph.OnBucketClose(a.Web.BucketClosed)
+	a.Web.Handle("POST /api/v1/write", a.Metrics.RemoteWriteHandler())
+	a.Web.Handle("GET /api/v1/collector/status", a.Metrics.StatusHandler())
 	if a.Detect != nil {
 		a.Web.Handle("/api/v1/anomalies", a.Detect.Handler())
 		a.Web.Handle("/api/v1/anomalies/", a.Detect.Handler())
@@ -113,6 +130,7 @@ func (a *App) Start(ctx context.Context) error {
 		order = append(order, named{"alerts", a.alerts})
 	}
 	order = append(order, named{"graph", a.Graph})
+	order = append(order, named{"metrics", a.Metrics}, named{"traces", a.Traces})
 	if a.demo != nil {
 		order = append(order, named{"demo", a.demo})
 	}

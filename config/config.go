@@ -14,6 +14,8 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/meshlens/meshlens/collector/metrics"
+	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/detect"
 )
 
@@ -40,12 +42,14 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Config is the whole configuration.
 type Config struct {
-	HTTP    HTTP          `yaml:"http"`
-	DataDir string        `yaml:"dataDir"`
-	Graph   Graph         `yaml:"graph"`
-	Demo    Demo          `yaml:"demo"`
-	Log     Log           `yaml:"log"`
-	Detect  detect.Config `yaml:"detect"`
+	HTTP    HTTP           `yaml:"http"`
+	DataDir string         `yaml:"dataDir"`
+	Graph   Graph          `yaml:"graph"`
+	Demo    Demo           `yaml:"demo"`
+	Log     Log            `yaml:"log"`
+	Detect  detect.Config  `yaml:"detect"`
+	Metrics metrics.Config `yaml:"metrics"`
+	Traces  traces.Config  `yaml:"traces"`
 }
 
 // HTTP is the API, dashboard and remote-write listener.
@@ -80,6 +84,8 @@ func Default() Config {
 		Demo:    Demo{Seed: 1},
 		Log:     Log{Level: "info", Format: "text"},
 		Detect:  detect.DefaultConfig(),
+		Metrics: metrics.DefaultConfig(),
+		Traces:  traces.DefaultConfig(),
 	}
 }
 
@@ -165,6 +171,8 @@ func (c *Config) Validate() error {
 		p.add("log.format", fmt.Sprintf("%q is not one of text, json", c.Log.Format))
 	}
 	p.addSection("detect", c.Detect.Validate())
+	p.addSection("metrics", c.Metrics.Validate())
+	p.addSection("traces", c.Traces.Validate())
 	return p.err()
 }
 

@@ -46,6 +46,8 @@ func blame(a *Anomaly) (ids []string, w []float64) {
 		return []string{s.Target.ID, s.Source.ID}, []float64{1, 0.5}
 	case TypeBadVersion:
 		return []string{s.Node.ID}, []float64{1.5}
+	case TypeNodeMetric:
+		return []string{s.Node.ID}, []float64{1}
 	}
 	return s.Nodes(), nil
 }

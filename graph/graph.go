@@ -18,6 +18,10 @@ type Config struct {
 	// Clock is read by Start's ticker; default time.Now. Virtual-time users
 	// call Advance themselves and never Start.
 	Clock func() time.Time
+	// RawLatency is how long per-bucket latency sketches are kept; older
+	// latency is held per rollup (about one minute) only, which is most of
+	// the memory saved. Counters always stay per bucket. Default 10m.
+	RawLatency time.Duration
 }
 
 func (c *Config) withDefaults() Config {
@@ -35,6 +39,9 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.Clock == nil {
 		out.Clock = time.Now
+	}
+	if out.RawLatency <= 0 {
+		out.RawLatency = 10 * time.Minute
 	}
 	return out
 }
@@ -59,14 +66,22 @@ func channelOf(o *Observation) int {
 	return chMetricsDst
 }
 
+// nodeRec is one interned raw node; edges point at it, so an edge costs two
+// pointers rather than two copies of the identity, and snapshots project
+// each node once rather than once per edge.
+type nodeRec struct {
+	node  Node
+	first int64 // first seen, ns
+}
+
 type edgeKey struct {
-	src, dst Node
+	src, dst *nodeRec
 	proto    Protocol
 }
 
 type edge struct {
 	key        edgeKey
-	ch         [numChannels]series
+	ch         [numChannels]*series // nil until the channel sees data
 	principals []string
 	firstSeen  int64
 	lastSeen   int64
@@ -93,13 +108,14 @@ type Graph struct {
 	res   int64 // ns
 	slots int64
 	grace int64 // buckets
+	lay   layout
 
 	mu        sync.RWMutex
 	watermark int64 // index of the newest bucket the clock has reached; buckets <= watermark-grace-1 are final
 	started   bool
 	edges     map[edgeKey]*edge
 	edgeList  []*edge
-	nodes     map[Node]int64 // first seen
+	nodes     map[Node]*nodeRec
 	dirty     []*series      // series with open buckets
 	hooks     []func(BucketClosed)
 	last      *edge // one-entry cache for runs of observations on one edge
@@ -120,11 +136,15 @@ func New(cfg Config) *Graph {
 		slots: int64(c.Window / c.Resolution),
 		grace: int64((c.Grace + c.Resolution - 1) / c.Resolution),
 		edges: make(map[edgeKey]*edge),
-		nodes: make(map[Node]int64),
+		nodes: make(map[Node]*nodeRec),
 	}
 	if g.slots < 1 {
 		g.slots = 1
 	}
+	// Rollups of about a minute, at most maxGroupBuckets buckets, aligned on
+	// multiples of their span so every series cuts time the same way.
+	g.lay.n = min(max(int64((time.Minute+c.Resolution/2)/c.Resolution), 1), maxGroupBuckets)
+	g.lay.keepRaw = max(int64((c.RawLatency+c.Resolution-1)/c.Resolution), g.lay.n)
 	return g
 }
 
@@ -238,18 +258,13 @@ func (g *Graph) ingestLocked(o *Observation) {
 		dst = UnknownNode
 	}
 	e := g.last
-	if e == nil || e.key.proto != o.Protocol || e.key.src != src || e.key.dst != dst {
-		k := edgeKey{src: src, dst: dst, proto: o.Protocol}
+	if e == nil || e.key.proto != o.Protocol || e.key.src.node != src || e.key.dst.node != dst {
+		k := edgeKey{src: g.node(src, o.Time.UnixNano()), dst: g.node(dst, o.Time.UnixNano()), proto: o.Protocol}
 		e = g.edges[k]
 		if e == nil {
 			e = &edge{key: k, firstSeen: o.Time.UnixNano()}
 			g.edges[k] = e
 			g.edgeList = append(g.edgeList, e)
-			for _, n := range [2]Node{src, dst} {
-				if _, ok := g.nodes[n]; !ok {
-					g.nodes[n] = o.Time.UnixNano()
-				}
-			}
 		}
 		g.last = e
 	}
@@ -260,7 +275,11 @@ func (g *Graph) ingestLocked(o *Observation) {
 		e.addPrincipal(o.SrcPrincipal)
 		e.addPrincipal(o.DstPrincipal)
 	}
-	s := &e.ch[channelOf(o)]
+	s := e.ch[channelOf(o)]
+	if s == nil {
+		s = &series{}
+		e.ch[channelOf(o)] = s
+	}
 	b := s.openBucket(idx)
 	if b == nil {
 		if len(s.open) == 0 {
@@ -270,6 +289,16 @@ func (g *Graph) ingestLocked(o *Observation) {
 	}
 	b.add(o)
 	g.observations.Add(1)
+}
+
+// node interns n, first seen at ns.
+func (g *Graph) node(n Node, ns int64) *nodeRec {
+	r := g.nodes[n]
+	if r == nil {
+		r = &nodeRec{node: n, first: ns}
+		g.nodes[n] = r
+	}
+	return r
 }
 
 const maxPrincipals = 8
@@ -313,7 +342,7 @@ func (g *Graph) Advance(t time.Time) {
 	final := idx - g.grace // buckets < final are final
 	keep := g.dirty[:0]
 	for _, s := range g.dirty {
-		s.closeBefore(final)
+		s.closeBefore(final, &g.lay)
 		if len(s.open) > 0 {
 			keep = append(keep, s)
 		}
@@ -321,7 +350,7 @@ func (g *Graph) Advance(t time.Time) {
 	clear(g.dirty[len(keep):])
 	g.dirty = keep
 	oldest := idx - g.slots
-	g.trimLocked(oldest)
+	g.trimLocked(final, oldest, idx-g.lay.keepRaw)
 	hooks := g.hooks
 	g.mu.Unlock()
 
@@ -340,14 +369,18 @@ func (g *Graph) Advance(t time.Time) {
 	}
 }
 
-// trimLocked drops buckets older than oldest and edges left with nothing.
-func (g *Graph) trimLocked(oldest int64) {
+// trimLocked rolls up complete groups, folds raw sketches older than
+// foldBefore, drops buckets older than oldest and edges left with nothing.
+func (g *Graph) trimLocked(final, oldest, foldBefore int64) {
 	keep := g.edgeList[:0]
 	for _, e := range g.edgeList {
 		empty := true
-		for i := range e.ch {
-			e.ch[i].trim(oldest)
-			if !e.ch[i].empty() {
+		for _, s := range e.ch {
+			if s == nil {
+				continue
+			}
+			s.maintain(final, oldest, foldBefore, &g.lay)
+			if !s.empty() {
 				empty = false
 			}
 		}
@@ -363,10 +396,10 @@ func (g *Graph) trimLocked(oldest int64) {
 	clear(g.edgeList[len(keep):])
 	g.edgeList = keep
 	if len(g.nodes) > 2*len(g.edgeList)+16 {
-		live := make(map[Node]int64, len(g.nodes))
+		live := make(map[Node]*nodeRec, len(g.nodes))
 		for _, e := range g.edgeList {
-			live[e.key.src] = g.nodes[e.key.src]
-			live[e.key.dst] = g.nodes[e.key.dst]
+			live[e.key.src.node] = e.key.src
+			live[e.key.dst.node] = e.key.dst
 		}
 		g.nodes = live
 	}
@@ -394,9 +427,11 @@ func (g *Graph) Counters() Counters {
 		Edges:        len(g.edgeList),
 	}
 	for _, e := range g.edgeList {
-		for i := range e.ch {
-			c.Buckets += len(e.ch[i].recs)
-			c.Bytes += len(e.ch[i].log)
+		for _, s := range e.ch {
+			if s != nil {
+				c.Buckets += int(s.nrecs)
+				c.Bytes += len(s.log)
+			}
 		}
 	}
 	return c

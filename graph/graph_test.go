@@ -247,7 +247,7 @@ func TestSnapshotConsistentUnderConcurrentWrites(t *testing.T) {
 		}
 		var a, b uint64
 		for _, e := range s.Edges {
-			if e.Target == reviewsV1 {
+			if e.Target.Workload == reviewsV1.Workload { // projected: compare by name
 				a = e.Stats.Requests
 			} else {
 				b = e.Stats.Requests

@@ -14,8 +14,9 @@ var ErrBadQuery = errors.New("bad graph query")
 // DefaultWindow is the snapshot window when a query names none.
 const DefaultWindow = 5 * time.Minute
 
-type projKey struct {
-	src, dst Node
+// projEdge is a snapshot edge by its projected end nodes' indexes.
+type projEdge struct {
+	src, dst int32
 	proto    Protocol
 }
 
@@ -52,6 +53,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 	if err != nil {
 		return nil, err
 	}
+	lo := g.liveFrom(from)
 	nsFilter := len(q.Namespaces) > 0
 	snap := &Snapshot{
 		View:       q.View,
@@ -60,18 +62,45 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		End:        g.timeOf(to),
 		Resolution: g.cfg.Resolution,
 	}
-	edges := make(map[projKey]int, len(g.edgeList))
+	// Raw nodes are projected once each; edges are then keyed by small ints.
+	proj := make(map[*nodeRec]int32, len(g.nodes))
+	nodeIdx := make(map[Node]int32)
+	projOf := func(r *nodeRec) int32 {
+		if i, ok := proj[r]; ok {
+			return i
+		}
+		p := q.View.Project(r.node)
+		i, ok := nodeIdx[p]
+		if !ok {
+			i = int32(len(snap.Nodes))
+			nodeIdx[p] = i
+			snap.Nodes = append(snap.Nodes, NodeSnapshot{Node: p, FirstSeen: time.Unix(0, r.first)})
+		} else if fs := time.Unix(0, r.first); fs.Before(snap.Nodes[i].FirstSeen) {
+			snap.Nodes[i].FirstSeen = fs
+		}
+		proj[r] = i
+		return i
+	}
+	edges := make(map[projEdge]int32, len(g.edgeList))
+	var ends []projEdge // per snapshot edge
+	if !nsFilter {
+		snap.Edges = make([]EdgeSnapshot, 0, len(g.edgeList))
+		ends = make([]projEdge, 0, len(g.edgeList))
+	}
 	var chs [numChannels]Stats
 	for _, e := range g.edgeList {
-		if nsFilter && !slices.Contains(q.Namespaces, e.key.src.Namespace) && !slices.Contains(q.Namespaces, e.key.dst.Namespace) {
+		if nsFilter && !slices.Contains(q.Namespaces, e.key.src.node.Namespace) && !slices.Contains(q.Namespaces, e.key.dst.node.Namespace) {
 			continue
 		}
 		var have [numChannels]bool
 		anyData := false
-		for i := range e.ch {
+		for i, s := range e.ch {
+			if s == nil {
+				continue
+			}
 			chs[i] = Stats{Latency: chs[i].Latency}
 			chs[i].Latency.Reset()
-			have[i] = e.ch[i].sum(from, to, &chs[i])
+			have[i] = s.sum(lo, to, &chs[i], &g.lay)
 			anyData = anyData || have[i]
 		}
 		if !anyData {
@@ -96,20 +125,23 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 				reporters |= chs[i].Reporters
 			}
 		}
-		k := projKey{src: q.View.Project(e.key.src), dst: q.View.Project(e.key.dst), proto: e.key.proto}
+		k := projEdge{src: projOf(e.key.src), dst: projOf(e.key.dst), proto: e.key.proto}
 		j, ok := edges[k]
 		if !ok {
-			j = len(snap.Edges)
+			j = int32(len(snap.Edges))
 			edges[k] = j
+			ends = append(ends, k)
 			snap.Edges = append(snap.Edges, EdgeSnapshot{
-				Source: k.src, Target: k.dst, Protocol: k.proto,
+				Source: snap.Nodes[k.src].Node, Target: snap.Nodes[k.dst].Node, Protocol: k.proto,
 				FirstSeen: time.Unix(0, e.firstSeen), LastSeen: time.Unix(0, e.lastSeen),
 			})
 		}
 		es := &snap.Edges[j]
 		if !ok {
-			// Hand the channel's buffers to the edge instead of merging into an empty one.
-			es.Stats, chs[primary] = chs[primary], Stats{}
+			// Take the channel's stats with an exact-size copy of its sketch;
+			// the channel keeps its buffer for the next edge.
+			es.Stats = chs[primary]
+			es.Stats.Latency = chs[primary].Latency.tightClone()
 		} else {
 			es.Stats.Add(&chs[primary])
 		}
@@ -133,65 +165,80 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			es.LastSeen = ls
 		}
 	}
-	nodes := make(map[Node]int)
-	nodeOf := func(n Node) *NodeSnapshot {
-		i, ok := nodes[n]
-		if !ok {
-			i = len(snap.Nodes)
-			nodes[n] = i
-			snap.Nodes = append(snap.Nodes, NodeSnapshot{Node: n})
-		}
-		return &snap.Nodes[i]
-	}
 	for i := range snap.Edges {
 		e := &snap.Edges[i]
-		nodeOf(e.Source).Out.Add(&e.Stats)
-		nodeOf(e.Target).In.Add(&e.Stats)
+		snap.Nodes[ends[i].src].Out.Add(&e.Stats)
+		snap.Nodes[ends[i].dst].In.Add(&e.Stats)
 	}
 	for i := range snap.Nodes {
 		n := &snap.Nodes[i]
 		n.Signals = n.In.Signals | n.Out.Signals
 	}
-	sortSnapshot(snap)
+	sortSnapshot(snap, ends)
 	return snap, nil
 }
 
-func sortSnapshot(s *Snapshot) {
-	// IDs are computed once; comparing them inside the sort would allocate per comparison.
-	nodeIDs := make(map[Node]string, len(s.Nodes))
-	id := func(n Node) string {
-		v, ok := nodeIDs[n]
-		if !ok {
-			v = n.ID()
-			nodeIDs[n] = v
-		}
-		return v
+// liveFrom clamps a range start to the buckets the window still holds:
+// groups are trimmed whole, so a few older buckets may linger unseen.
+func (g *Graph) liveFrom(from int64) int64 {
+	if g.started && from <= g.watermark-g.slots {
+		return g.watermark - g.slots + 1
 	}
+	return from
+}
+
+// sortSnapshot orders nodes by ID and edges by (source ID, target ID,
+// protocol); ends[i] are edge i's node indexes before sorting.
+func sortSnapshot(s *Snapshot, ends []projEdge) {
 	type keyed struct {
 		key string
 		i   int
 	}
 	nk := make([]keyed, len(s.Nodes))
 	for i := range s.Nodes {
-		nk[i] = keyed{id(s.Nodes[i].Node), i}
+		nk[i] = keyed{s.Nodes[i].Node.ID(), i}
 	}
 	slices.SortFunc(nk, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
+	rank := make([]int32, len(s.Nodes))
 	nodes := make([]NodeSnapshot, len(s.Nodes))
-	for i, k := range nk {
-		nodes[i] = s.Nodes[k.i]
+	for r, k := range nk {
+		nodes[r] = s.Nodes[k.i]
+		rank[k.i] = int32(r)
 	}
 	s.Nodes = nodes
-	ek := make([]keyed, len(s.Edges))
-	for i := range s.Edges {
-		e := &s.Edges[i]
-		ek[i] = keyed{id(e.Source) + "\x00" + id(e.Target) + "\x00" + e.Protocol.String(), i}
+	order := make([]int32, len(s.Edges))
+	for i := range order {
+		order[i] = int32(i)
 	}
-	slices.SortFunc(ek, func(a, b keyed) int { return strings.Compare(a.key, b.key) })
-	edges := make([]EdgeSnapshot, len(s.Edges))
-	for i, k := range ek {
-		edges[i] = s.Edges[k.i]
+	// IDs hold no NUL, so comparing ranks is comparing ID strings.
+	slices.SortFunc(order, func(a, b int32) int {
+		ea, eb := ends[a], ends[b]
+		if c := rank[ea.src] - rank[eb.src]; c != 0 {
+			return int(c)
+		}
+		if c := rank[ea.dst] - rank[eb.dst]; c != 0 {
+			return int(c)
+		}
+		return strings.Compare(ea.proto.String(), eb.proto.String())
+	})
+	// Apply the permutation in place, one cycle at a time.
+	for i := range order {
+		if order[i] < 0 {
+			continue
+		}
+		tmp := s.Edges[i]
+		j := i
+		for {
+			k := int(order[j])
+			order[j] = -1
+			if k == i {
+				s.Edges[j] = tmp
+				break
+			}
+			s.Edges[j] = s.Edges[k]
+			j = k
+		}
 	}
-	s.Edges = edges
 }
 
 // EdgeFilter picks the raw edges whose per-bucket history a caller wants, in a view.
@@ -212,6 +259,7 @@ func (g *Graph) History(f EdgeFilter, window time.Duration, at time.Time) (start
 	if err != nil {
 		return time.Time{}, nil, err
 	}
+	lo := g.liveFrom(from)
 	out := make([]Stats, to-from)
 	var tmp [numChannels][]Stats
 	for i := range tmp {
@@ -221,15 +269,17 @@ func (g *Graph) History(f EdgeFilter, window time.Duration, at time.Time) (start
 		if f.Protocol != nil && *f.Protocol != e.key.proto {
 			continue
 		}
-		if f.Source != nil && f.View.Project(e.key.src) != *f.Source {
+		if f.Source != nil && f.View.Project(e.key.src.node) != *f.Source {
 			continue
 		}
-		if f.Target != nil && f.View.Project(e.key.dst) != *f.Target {
+		if f.Target != nil && f.View.Project(e.key.dst.node) != *f.Target {
 			continue
 		}
-		for i := range e.ch {
+		for i, s := range e.ch {
 			clear(tmp[i])
-			e.ch[i].bucketSeries(from, tmp[i])
+			if s != nil {
+				s.bucketSeries(lo, tmp[i][lo-from:], &g.lay)
+			}
 		}
 		// Per bucket, the first channel with data, as Snapshot picks per window.
 		for b := range out {

@@ -1,21 +1,44 @@
 package graph
 
 import (
-	"encoding/binary"
 	"sort"
 )
 
 // series holds one channel of one edge: a few open buckets with full
-// structures, and closed buckets as compact varint records in one byte log.
+// structures, and closed buckets as compact records in one byte log, grouped
+// by rollup span (see record.go). Closed buckets arrive in strictly
+// increasing order: a bucket is encoded once it is final, and data for a
+// final bucket is folded into an open one, so records never go back in time.
 type series struct {
-	open []*openBucket
-	log  []byte
-	recs []rec // index into log, ascending idx except for rare late records
+	open       []*openBucket
+	log        []byte
+	groups     []group // ascending; groups[i] spans log[off : groups[i+1].off]
+	base       int64   // group number of g == 0
+	folded     int64   // groups numbered below this hold no raw sketches any more
+	nrecs      int32   // raw records held
+	prevMask   uint16  // field mask of the last raw record (encoder state)
+	lastRolled bool    // the last group has its rollup (all groups before it do)
+	prevFlags  uint64  // reporters/signals/L4 of the last raw record (encoder state)
 }
 
-type rec struct {
-	idx int64
+type group struct {
+	g   int32 // group number - series.base
 	off uint32
+}
+
+// layout is how a graph cuts series into groups, shared by its series.
+type layout struct {
+	n       int64  // buckets per group
+	keepRaw int64  // buckets for which raw (per-bucket) sketches are kept
+	scratch Sketch // rollup building; used under the graph's write lock only
+}
+
+func floorDiv(a, b int64) int64 {
+	q := a / b
+	if a%b != 0 && (a < 0) != (b < 0) {
+		q--
+	}
+	return q
 }
 
 type openBucket struct {
@@ -173,116 +196,61 @@ func (st *Stats) addEvidence(k uint32, v uint64) {
 	}
 }
 
-// Record layout (all varints): idx, presence mask, then the present fields in
-// mask order, then the sketch when present.
-const (
-	fReq = 1 << iota
-	fErr0
-	fErr1
-	fErr2
-	fErr3
-	fErr4
-	fReqBytes
-	fRespBytes
-	fConnOpen
-	fConnClose
-	fMTLS
-	fPlain
-	fReporters
-	fSignals
-	fL4
-	fEvidence
-	fSketch
-)
 
-func (s *series) encode(b *openBucket) {
-	off := uint32(len(s.log))
-	var mask uint64
-	vals := [...]uint64{b.requests, b.errors[0], b.errors[1], b.errors[2], b.errors[3], b.errors[4],
-		b.reqBytes, b.respBytes, b.connOpen, b.connClose, b.mtls, b.plain, uint64(b.reporters), uint64(b.signals)}
-	for i, v := range vals {
-		if v != 0 {
-			mask |= 1 << i
+// encode appends b as a raw record; a bucket of a new group rolls up the
+// previous group first (it is complete, records being in time order).
+func (s *series) encode(b *openBucket, lay *layout) {
+	gnum := floorDiv(b.idx, lay.n)
+	first := false
+	if len(s.groups) == 0 || s.base+int64(s.groups[len(s.groups)-1].g) != gnum {
+		if len(s.groups) == 0 {
+			s.base = gnum
+			s.folded = gnum
+		} else if !s.lastRolled {
+			s.roll(lay)
 		}
+		s.groups = append(s.groups, group{g: int32(gnum - s.base), off: uint32(len(s.log))})
+		s.lastRolled = false
+		first = true
 	}
-	if b.l4only {
-		mask |= fL4
-	}
-	if len(b.evidence) > 0 {
-		mask |= fEvidence
-	}
-	if b.sk.Count() > 0 {
-		mask |= fSketch
-	}
-	l := binary.AppendUvarint(s.log, uint64(mask))
-	for _, v := range vals {
-		if v != 0 {
-			l = binary.AppendUvarint(l, v)
-		}
-	}
-	if mask&fEvidence != 0 {
-		l = binary.AppendUvarint(l, uint64(len(b.evidence)))
-		for k, v := range b.evidence {
-			l = binary.AppendUvarint(l, uint64(k))
-			l = binary.AppendUvarint(l, v)
-		}
-	}
-	if mask&fSketch != 0 {
-		l = b.sk.AppendBinary(l)
-	}
-	s.log = l
-	s.recs = append(s.recs, rec{idx: b.idx, off: off})
+	s.log = appendRecord(s.log, b, b.idx-gnum*lay.n, first, &s.prevMask, &s.prevFlags)
+	s.nrecs++
 }
 
-// decodeInto adds the record at off into st.
-func (s *series) decodeInto(off uint32, st *Stats) {
-	b := s.log[off:]
-	mask, n := binary.Uvarint(b)
-	b = b[n:]
-	var vals [14]uint64
-	for i := range vals {
-		if mask&(1<<i) != 0 {
-			v, n := binary.Uvarint(b)
-			b = b[n:]
-			vals[i] = v
+// groupBytes is the log of group i.
+func (s *series) groupBytes(i int) []byte {
+	end := len(s.log)
+	if i+1 < len(s.groups) {
+		end = int(s.groups[i+1].off)
+	}
+	return s.log[s.groups[i].off:end]
+}
+
+// roll appends the last group's rollup: the merge of its raw sketches.
+func (s *series) roll(lay *layout) {
+	s.lastRolled = true
+	sk := &lay.scratch
+	sk.Reset()
+	r := recordReader{b: s.groupBytes(len(s.groups) - 1)}
+	var c counters
+	for {
+		_, ok := r.next(&c)
+		if !ok {
+			break
+		}
+		if c.sk != nil {
+			sk.mergeCompact(c.sk)
 		}
 	}
-	st.Requests += vals[0]
-	for i := 0; i < int(NumErrorClasses); i++ {
-		st.Errors[i] += vals[1+i]
+	if sk.Count() == 0 {
+		return
 	}
-	st.RequestBytes += vals[6]
-	st.ResponseBytes += vals[7]
-	st.ConnOpened += vals[8]
-	st.ConnClosed += vals[9]
-	st.MTLSUnits += vals[10]
-	st.PlainUnits += vals[11]
-	st.Reporters |= uint16(vals[12])
-	st.Signals |= Signal(vals[13])
-	if mask&fL4 != 0 {
-		st.L4Only = true
-	}
-	if mask&fEvidence != 0 {
-		cnt, n := binary.Uvarint(b)
-		b = b[n:]
-		for i := uint64(0); i < cnt; i++ {
-			k, n := binary.Uvarint(b)
-			b = b[n:]
-			v, n := binary.Uvarint(b)
-			b = b[n:]
-			st.addEvidence(uint32(k), v)
-		}
-	}
-	if mask&fSketch != 0 {
-		// The log is written only by encode; a failure here is a bug.
-		if _, err := st.Latency.MergeBinary(b); err != nil {
-			panic("graph: " + err.Error())
-		}
-	}
+	s.log = append(s.log, rbRollup|rbSketch)
+	s.log = sk.appendCompact(s.log)
 }
 
 // closeBefore encodes open buckets with idx < final into the log.
-func (s *series) closeBefore(final int64) {
+func (s *series) closeBefore(final int64, lay *layout) {
 	if len(s.open) > 1 {
 		sort.Slice(s.open, func(i, j int) bool { return s.open[i].idx < s.open[j].idx })
 	}
@@ -292,7 +260,7 @@ func (s *series) closeBefore(final int64) {
 			keep = append(keep, b)
 			continue
 		}
-		s.encode(b)
+		s.encode(b, lay)
 		b.reset()
 		select {
 		case bucketPool <- b:
@@ -303,56 +271,165 @@ func (s *series) closeBefore(final int64) {
 	s.open = keep
 }
 
-// trim drops closed records with idx <= oldest.
-func (s *series) trim(oldest int64) {
-	n := 0
-	for n < len(s.recs) && s.recs[n].idx <= oldest {
-		n++
-	}
-	if n == 0 {
+// maintain rolls up the last group once it is complete (all its buckets
+// < final), drops groups whose buckets are all <= oldest, and strips the raw
+// sketches of groups that end at or before foldBefore.
+//
+// Trade-off of the fold: per-bucket latency is what costs memory (a sketch
+// per bucket versus a few counters), and windows that old are read as whole
+// minutes anyway. After the fold a snapshot whose window cuts an old group
+// takes that group's latency whole if the window holds the group's middle
+// bucket, else not at all (counters stay exact), and History spreads the
+// group's distribution over its buckets by their share of requests.
+func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
+	if len(s.groups) == 0 {
 		return
 	}
-	if n == len(s.recs) {
-		s.recs = s.recs[:0]
+	n := lay.n
+	lastNum := s.base + int64(s.groups[len(s.groups)-1].g)
+	if !s.lastRolled && (lastNum+1)*n <= final {
+		s.roll(lay)
+	}
+	drop := 0
+	for drop < len(s.groups) && (s.base+int64(s.groups[drop].g)+1)*n-1 <= oldest {
+		drop++
+	}
+	foldTo := s.folded
+	for foldTo <= lastNum && (foldTo+1)*n <= foldBefore && (foldTo < lastNum || s.lastRolled) {
+		foldTo++
+	}
+	if drop == 0 && foldTo == s.folded {
+		return
+	}
+	if drop == len(s.groups) {
+		s.groups = s.groups[:0]
 		s.log = s.log[:0]
+		s.nrecs = 0
 		if cap(s.log) > 4096 {
-			s.log = nil
-			s.recs = nil
+			s.log, s.groups = nil, nil
 		}
 		return
 	}
-	cut := s.recs[n].off
-	// Copy down rather than reslice so the dropped prefix is freed.
-	copy(s.log, s.log[cut:])
-	s.log = s.log[:len(s.log)-int(cut)]
-	copy(s.recs, s.recs[n:])
-	s.recs = s.recs[:len(s.recs)-n]
-	for i := range s.recs {
-		s.recs[i].off -= cut
+	var c counters
+	for i := 0; i < drop; i++ {
+		r := recordReader{b: s.groupBytes(i)}
+		for {
+			b0, ok := r.next(&c)
+			if !ok {
+				break
+			}
+			if b0&rbSlot != rbRollup {
+				s.nrecs--
+			}
+		}
 	}
-	if cap(s.log) > 2*len(s.log)+1024 {
-		s.log = append([]byte(nil), s.log...)
+	// Rewrite in place: groups only shrink or go, so writes never pass reads.
+	w := 0
+	out := 0
+	for i := drop; i < len(s.groups); i++ {
+		src := s.groupBytes(i)
+		start := int(s.groups[i].off)
+		gnum := s.base + int64(s.groups[i].g)
+		s.groups[out] = group{g: s.groups[i].g, off: uint32(w)}
+		out++
+		if gnum < s.folded || gnum >= foldTo {
+			w += copy(s.log[w:], src)
+			continue
+		}
+		r := recordReader{b: src}
+		for {
+			recStart := start + len(src) - len(r.b)
+			b0, ok := r.next(&c)
+			if !ok {
+				break
+			}
+			recEnd := start + len(src) - len(r.b)
+			if b0&rbSlot == rbRollup || c.sk == nil {
+				w += copy(s.log[w:], s.log[recStart:recEnd])
+				continue
+			}
+			w += copy(s.log[w:], s.log[recStart:recEnd-len(c.sk)])
+			s.log[w-(recEnd-len(c.sk)-recStart)] &^= rbSketch
+		}
+	}
+	s.groups = s.groups[:out]
+	s.log = s.log[:w]
+	s.folded = foldTo
+	// Rebase so relative group numbers stay small.
+	if d := s.groups[0].g; d != 0 {
+		for i := range s.groups {
+			s.groups[i].g -= d
+		}
+		s.base += int64(d)
 	}
 }
 
-func (s *series) empty() bool { return len(s.open) == 0 && len(s.recs) == 0 }
+func (s *series) empty() bool { return len(s.open) == 0 && len(s.groups) == 0 }
 
-// sum adds every bucket with from <= idx < to into st and reports whether any was found.
-func (s *series) sum(from, to int64, st *Stats) bool {
-	found := false
-	// Records are appended in time order; search the first in range.
-	lo, hi := 0, len(s.recs)
+// firstGroup is the index of the first group that may hold buckets >= from.
+func (s *series) firstGroup(from int64, n int64) int {
+	want := floorDiv(from, n) - s.base
+	lo, hi := 0, len(s.groups)
 	for lo < hi {
 		m := (lo + hi) / 2
-		if s.recs[m].idx < from {
+		if int64(s.groups[m].g) < want {
 			lo = m + 1
 		} else {
 			hi = m
 		}
 	}
-	for i := lo; i < len(s.recs) && s.recs[i].idx < to; i++ {
-		s.decodeInto(s.recs[i].off, st)
-		found = true
+	return lo
+}
+
+// useRollup says whether a window [from, to) takes group i's latency from
+// its rollup rather than from the raw records.
+func (s *series) useRollup(i int, start, from, to int64, lay *layout) bool {
+	if i == len(s.groups)-1 && !s.lastRolled {
+		return false
+	}
+	end := start + lay.n
+	if start >= from && end <= to {
+		return true
+	}
+	if start+lay.n > s.folded*lay.n {
+		return false // raw sketches still there
+	}
+	mid := start + lay.n/2
+	return mid >= from && mid < to
+}
+
+// sum adds every bucket with from <= idx < to into st and reports whether any was found.
+func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
+	found := false
+	var c counters
+	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
+		start := (s.base + int64(s.groups[i].g)) * lay.n
+		if start >= to {
+			break
+		}
+		roll := s.useRollup(i, start, from, to, lay)
+		r := recordReader{b: s.groupBytes(i)}
+		for {
+			b0, ok := r.next(&c)
+			if !ok {
+				break
+			}
+			if b0&rbSlot == rbRollup {
+				if roll {
+					st.Latency.mergeCompact(c.sk)
+				}
+				continue
+			}
+			idx := start + int64(b0&rbSlot)
+			if idx < from || idx >= to {
+				continue
+			}
+			c.addTo(st)
+			found = true
+			if c.sk != nil && !roll {
+				st.Latency.mergeCompact(c.sk)
+			}
+		}
 	}
 	for _, b := range s.open {
 		if b.idx >= from && b.idx < to {
@@ -364,11 +441,64 @@ func (s *series) sum(from, to int64, st *Stats) bool {
 }
 
 // bucketSeries fills out[i] with bucket from+i, for per-bucket history.
-func (s *series) bucketSeries(from int64, out []Stats) {
+// Buckets of folded groups get the group's distribution scaled to their
+// share of its requests.
+func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 	to := from + int64(len(out))
-	for _, r := range s.recs {
-		if r.idx >= from && r.idx < to {
-			s.decodeInto(r.off, &out[r.idx-from])
+	var c counters
+	var weights [maxGroupBuckets]uint64
+	var roll *Sketch
+	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
+		gnum := s.base + int64(s.groups[i].g)
+		start := gnum * lay.n
+		if start >= to {
+			break
+		}
+		folded := gnum < s.folded
+		weights = [maxGroupBuckets]uint64{}
+		has := [maxGroupBuckets]bool{}
+		var total, present uint64
+		r := recordReader{b: s.groupBytes(i)}
+		for {
+			b0, ok := r.next(&c)
+			if !ok {
+				break
+			}
+			slot := int64(b0 & rbSlot)
+			if slot == rbRollup {
+				if folded && present > 0 {
+					if roll == nil {
+						roll = &Sketch{}
+					}
+					roll.Reset()
+					roll.mergeCompact(c.sk)
+					for sl, w := range weights {
+						idx := start + int64(sl)
+						if idx < from || idx >= to || !has[sl] {
+							continue
+						}
+						if total == 0 {
+							// No requests to weigh by (e.g. TCP): share evenly.
+							out[idx-from].Latency.mergeScaled(roll, 1, present)
+						} else if w > 0 {
+							out[idx-from].Latency.mergeScaled(roll, w, total)
+						}
+					}
+				}
+				continue
+			}
+			total += c.v[0]
+			present++
+			weights[slot] = c.v[0]
+			has[slot] = true
+			idx := start + slot
+			if idx < from || idx >= to {
+				continue
+			}
+			c.addTo(&out[idx-from])
+			if c.sk != nil {
+				out[idx-from].Latency.mergeCompact(c.sk)
+			}
 		}
 	}
 	for _, b := range s.open {

@@ -107,11 +107,54 @@ func (s *Sketch) Merge(o *Sketch) {
 		return
 	}
 	s.mergeHeader(o.count, o.zero, o.sum, o.min, o.max)
+	lo, hi := 0, len(o.counts)
+	for lo < hi && o.counts[lo] == 0 {
+		lo++
+	}
+	for hi > lo && o.counts[hi-1] == 0 {
+		hi--
+	}
+	if lo == hi {
+		return
+	}
+	// Grow once to o's range, then add bins densely.
+	klo, khi := o.offset+int32(lo), o.offset+int32(hi-1)
+	s.addKey(klo, 0)
+	s.addKey(khi, 0)
+	dst := s.counts[klo-s.offset : khi-s.offset+1]
+	for i, c := range o.counts[lo:hi] {
+		dst[i] += c
+	}
+}
+
+// mergeScaled adds o scaled by num/den: bins are rounded on the cumulative
+// counts, so the scaled distribution's ranks stay within one value of o's.
+func (s *Sketch) mergeScaled(o *Sketch, num, den uint64) {
+	if o.count == 0 || num == 0 || den == 0 {
+		return
+	}
+	f := float64(num) / float64(den)
+	var cum, prev uint64
+	step := func(c uint64) uint64 {
+		cum += c
+		out := uint64(float64(cum)*f + 0.5)
+		d := out - prev
+		prev = out
+		return d
+	}
+	zero := step(o.zero)
 	for i, c := range o.counts {
-		if c != 0 {
-			s.addKey(o.offset+int32(i), c)
+		if c == 0 {
+			continue
+		}
+		if d := step(c); d > 0 {
+			s.addKey(o.offset+int32(i), d)
 		}
 	}
+	if prev == 0 {
+		return
+	}
+	s.mergeHeader(prev, zero, o.sum*f, o.min, o.max)
 }
 
 func (s *Sketch) mergeHeader(count, zero uint64, sum, mn, mx float64) {
@@ -174,6 +217,24 @@ func (s *Sketch) Quantile(q float64) float64 {
 		}
 	}
 	return s.max
+}
+
+// tightClone is a copy whose bins are exactly the non-empty range.
+func (s *Sketch) tightClone() Sketch {
+	c := *s
+	lo, hi := 0, len(s.counts)
+	for lo < hi && s.counts[lo] == 0 {
+		lo++
+	}
+	for hi > lo && s.counts[hi-1] == 0 {
+		hi--
+	}
+	c.counts = nil
+	if lo < hi {
+		c.offset = s.offset + int32(lo)
+		c.counts = append(make([]uint64, 0, hi-lo), s.counts[lo:hi]...)
+	}
+	return c
 }
 
 // Clone returns an independent copy.

@@ -48,25 +48,13 @@ func benchTraces(ctx context.Context, args []string) error {
 		return dec.AppendOTLP(buf[:0], req.Traces(), &st), nil
 	}
 
-	// Floor: decode only.
-	runtime.GC()
-	start := time.Now()
-	for r := 0; r < *rounds; r++ {
-		for _, b := range reqs {
-			if _, err := decodeOne(b); err != nil {
-				return err
-			}
-		}
-	}
-	decodeRate := float64(spans**rounds) / time.Since(start).Seconds()
-
-	// Full path: decode + pairing + graph ingest.
+	// The two paths alternate pass by pass and each keeps its fastest pass,
+	// so load from other processes on a shared machine skews neither.
 	g := graph.New(graph.Config{Resolution: 10 * time.Second, Window: time.Hour})
 	p := traces.NewPairer(traces.PairerConfig{MaxSpans: 1 << 20, Expiry: 10 * time.Second}, g)
 	now := time.Unix(1795435200, 0)
 	g.Advance(now)
 	p.Expire(now)
-	runtime.GC()
 	if *cpuProfile != "" {
 		f, err := os.Create(*cpuProfile)
 		if err != nil {
@@ -77,8 +65,18 @@ func benchTraces(ctx context.Context, args []string) error {
 			return fmt.Errorf("start CPU profile: %w", err)
 		}
 	}
-	start = time.Now()
+	best := [2]time.Duration{1 << 62, 1 << 62}
 	for r := 0; r < *rounds; r++ {
+		runtime.GC()
+		t0 := time.Now()
+		for _, b := range reqs {
+			if _, err := decodeOne(b); err != nil {
+				return err
+			}
+		}
+		best[0] = min(best[0], time.Since(t0))
+		runtime.GC()
+		t0 = time.Now()
 		for _, b := range reqs {
 			s, err := decodeOne(b)
 			if err != nil {
@@ -86,13 +84,15 @@ func benchTraces(ctx context.Context, args []string) error {
 			}
 			p.Add(s)
 		}
-		now = now.Add(11 * time.Second) // every span of the round expires
+		now = now.Add(11 * time.Second) // every span of the pass expires
 		p.Expire(now)
+		best[1] = min(best[1], time.Since(t0))
 	}
-	fullRate := float64(spans**rounds) / time.Since(start).Seconds()
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
+	decodeRate := float64(spans) / best[0].Seconds()
+	fullRate := float64(spans) / best[1].Seconds()
 	st := p.Stats()
 	if st.Added != st.Paired+st.Virtual+st.NoEdge {
 		return fmt.Errorf("bench: spans unaccounted for: %+v", st)
@@ -119,7 +119,7 @@ func benchTraces(ctx context.Context, args []string) error {
 	runtime.KeepAlive(held)
 	runtime.KeepAlive(all)
 
-	fmt.Printf("bench-traces: %d spans x %d rounds, GOMAXPROCS=1\n", spans, *rounds)
+	fmt.Printf("bench-traces: %d spans, best of %d alternating passes, GOMAXPROCS=1\n", spans, *rounds)
 	fmt.Printf("  decode only (floor):                 %10.0f spans/s\n", decodeRate)
 	fmt.Printf("  decode + pairing + graph ingest:     %10.0f spans/s  (%.0f%% of floor; goals >= 40%% and >= 300000 spans/s)\n", fullRate, 100*fullRate/decodeRate)
 	fmt.Printf("  calls emitted: %d (paired spans %d, virtual %d, no edge %d)\n", st.Calls, st.Paired, st.Virtual, st.NoEdge)

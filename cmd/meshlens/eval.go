@@ -13,7 +13,7 @@ import (
 )
 
 func init() {
-	register("eval", "evaluate the detectors: eval detect --scenario NAME|FILE|all [--seed N]; eval rca --petshop DIR; eval bench [--edges N]", runEval)
+	register("eval", "evaluate the detectors: eval detect --scenario NAME|FILE|all [--seed N]; eval rca --petshop DIR; eval nezha --dir DIR [--signals traces|all]; eval bench [--edges N]", runEval)
 }
 
 func runEval(ctx context.Context, args []string) error {
@@ -25,6 +25,8 @@ func runEval(ctx context.Context, args []string) error {
 		return evalDetect(args[1:])
 	case "rca":
 		return evalRCA(args[1:])
+	case "nezha":
+		return evalNezha(args[1:]) // cmd/meshlens/nezha.go
 	case "bench":
 		fs := flag.NewFlagSet("eval bench", flag.ContinueOnError)
 		edges := fs.Int("edges", 10000, "edges in the synthetic mesh")

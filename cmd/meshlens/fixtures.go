@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -29,8 +30,10 @@ func runFixtures(ctx context.Context, args []string) error {
 		return fixturesList()
 	case "serve-metrics":
 		return fixturesServeMetrics(ctx, args[1:])
+	case "bench":
+		return fixturesBench()
 	}
-	return fmt.Errorf("fixtures: unknown subcommand %q (want list or serve-metrics)", args[0])
+	return fmt.Errorf("fixtures: unknown subcommand %q (want list, serve-metrics or bench)", args[0])
 }
 
 func fixturesList() error {
@@ -44,6 +47,51 @@ func fixturesList() error {
 		fmt.Fprintf(tw, "%s\t%d\t%d\t%s\t%s\n", s.Name, s.Services, s.Edges, faults, s.Description)
 	}
 	return tw.Flush()
+}
+
+// benchFloor is how much faster than real time the simulator must run: an
+// evaluation replays hours of a mesh in seconds.
+const benchFloor = 1000.0
+
+// fixturesBench prints how fast the simulator plays each base scenario in
+// virtual time (10s steps, as evaluations use), and the Istio exporter's
+// scrape cost, with the ratio to the floor.
+func fixturesBench() error {
+	for _, name := range []string{"bookinfo", "online-boutique"} {
+		sc, err := fixtures.Load(name)
+		if err != nil {
+			return err
+		}
+		sim := fixtures.NewSimulator(sc, 1)
+		const virtual = 6 * time.Hour
+		t0 := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+		var obs int
+		start := time.Now()
+		for t := t0; t.Before(t0.Add(virtual)); t = t.Add(10 * time.Second) {
+			obs += len(sim.Step(t, t.Add(10*time.Second)))
+		}
+		wall := time.Since(start)
+		speed := virtual.Seconds() / wall.Seconds()
+		fmt.Printf("fixtures %-16s simulate %v in %v: %.0fx real time, %.0f observations/s (floor %.0fx: ratio %.1f)\n",
+			name, virtual, wall.Round(time.Millisecond), speed, float64(obs)/wall.Seconds(), benchFloor, speed/benchFloor)
+
+		exp := fixtures.NewIstioExporter(fixtures.NewSimulator(sc, 1), nil)
+		exp.Advance(t0)
+		const scrapes = 200
+		var bytes int64
+		start = time.Now()
+		for i := 1; i <= scrapes; i++ {
+			exp.Advance(t0.Add(time.Duration(i) * 15 * time.Second))
+			n, err := exp.WriteTo(io.Discard)
+			if err != nil {
+				return err
+			}
+			bytes = n
+		}
+		per := time.Since(start) / scrapes
+		fmt.Printf("fixtures %-16s istio exporter: %v per 15s scrape, %d bytes\n", name, per.Round(time.Microsecond), bytes)
+	}
+	return nil
 }
 
 func fixturesServeMetrics(ctx context.Context, args []string) error {

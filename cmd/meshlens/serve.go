@@ -89,8 +89,14 @@ func runServe(ctx context.Context, args []string) error {
 	return app.Run(ctx, cfg, log)
 }
 
-// extraAddrFlags are listen-address flags of components that add them.
-var extraAddrFlags []addrFlag
+// extraAddrFlags are the receivers' listen-address flags; "" disables a receiver.
+var extraAddrFlags = []addrFlag{
+	{"otlp-grpc-addr", "OTLP/gRPC receiver address (traces, metrics)", func(c *config.Config, v string) { c.Traces.OTLPGRPCAddr = v }},
+	{"otlp-http-addr", "OTLP/HTTP receiver address (traces, metrics)", func(c *config.Config, v string) { c.Traces.OTLPHTTPAddr = v }},
+	{"jaeger-grpc-addr", "Jaeger api_v2 gRPC receiver address", func(c *config.Config, v string) { c.Traces.JaegerGRPCAddr = v }},
+	{"jaeger-http-addr", "Jaeger Thrift-over-HTTP receiver address", func(c *config.Config, v string) { c.Traces.JaegerHTTPAddr = v }},
+	{"zipkin-addr", "Zipkin receiver address", func(c *config.Config, v string) { c.Traces.ZipkinAddr = v }},
+}
 
 type addrFlag struct {
 	flag, usage string

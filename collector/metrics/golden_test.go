@@ -25,7 +25,12 @@ type recorder struct {
 
 func (r *recorder) Ingest(b []graph.Observation) {
 	r.mu.Lock()
-	r.obs = append(r.obs, b...) // the caller reuses b
+	for _, o := range b { // the caller reuses b and its sketches
+		if o.Latency != nil {
+			o.Latency = o.Latency.Clone()
+		}
+		r.obs = append(r.obs, o)
+	}
 	r.mu.Unlock()
 }
 

@@ -13,6 +13,8 @@ import (
 )
 
 // Sink receives the observations built from metrics; *graph.Graph satisfies it.
+// The batch and the Latency sketches it points to are reused once Ingest
+// returns: a sink that keeps them must copy them (the graph merges them).
 type Sink interface {
 	Ingest([]graph.Observation)
 }
@@ -130,6 +132,10 @@ type ingester struct {
 
 	batchID uint64
 	touched []*group
+	// sketches are reused from batch to batch (see Sink); counts is scratch.
+	sketches []*graph.Sketch
+	nsketch  int
+	counts   []uint64
 	out     []graph.Observation
 	lastGC  time.Time
 	wall    int64
@@ -166,6 +172,7 @@ func (in *ingester) beginLocked() {
 	in.batchID++
 	in.touched = in.touched[:0]
 	in.out = in.out[:0]
+	in.nsketch = 0
 	in.wall = in.now().Unix()
 }
 
@@ -187,7 +194,7 @@ func (in *ingester) createLocked(h uint64, key []byte, ls []label, source string
 		in.c.dropped[dropLimit]++
 		return nil
 	}
-	s := &series{hash: h, key: string(key)}
+	s := &series{hash: h, key: string(key), seen: in.wall}
 	first, known := in.sources[source]
 	if !known {
 		in.sources[source] = ts
@@ -337,7 +344,7 @@ func (in *ingester) endLocked() []graph.Observation {
 	for _, g := range in.touched {
 		var sk *graph.Sketch
 		if g.pending && (g.hnseen == len(g.bounds) || in.wall-g.hfirst > histogramWait) {
-			sk = g.takeSketch()
+			sk = in.takeSketch(g)
 		}
 		suppress := g.l4 && in.hasL7(g.pair)
 		for i := range g.accs {
@@ -402,14 +409,18 @@ func round(f float64) uint64 {
 	return uint64(f + 0.5)
 }
 
-// takeSketch turns the pending cumulative-bucket deltas into a distribution.
-func (g *group) takeSketch() *graph.Sketch {
+// takeSketch turns the pending cumulative-bucket deltas of g into a
+// distribution, or nil when no request fell in this interval.
+func (in *ingester) takeSketch(g *group) *graph.Sketch {
 	n := len(g.bounds)
-	counts := make([]uint64, n)
-	prev := 0.0
+	counts := slices.Grow(in.counts[:0], n+1)[:n]
+	clear(counts)
+	in.counts = counts
+	prev, total := 0.0, uint64(0)
 	for i, d := range g.hdelta {
 		if d > prev {
 			counts[i] = round(d - prev)
+			total += counts[i]
 			prev = d
 		}
 	}
@@ -419,17 +430,19 @@ func (g *group) takeSketch() *graph.Sketch {
 	} else {
 		counts = append(counts, 0)
 	}
-	var sk *graph.Sketch
-	for _, c := range counts {
-		if c != 0 {
-			sk = &graph.Sketch{}
-			sk.AddHistogram(bounds, counts)
-			break
-		}
-	}
 	clear(g.hdelta)
 	clear(g.hseen)
 	g.hnseen, g.pending = 0, false
+	if total == 0 {
+		return nil
+	}
+	if in.nsketch == len(in.sketches) {
+		in.sketches = append(in.sketches, &graph.Sketch{})
+	}
+	sk := in.sketches[in.nsketch]
+	in.nsketch++
+	sk.Reset()
+	sk.AddHistogram(bounds, counts)
 	return sk
 }
 

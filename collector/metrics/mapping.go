@@ -38,6 +38,8 @@ func ignoreKnown() mapped { return mapped{known: true} }
 // mapSeries picks the dialect and role of a series from its name and labels.
 func mapSeries(name string, ls []label) mapped {
 	switch {
+	case strings.HasSuffix(name, "_created"):
+		return ignoreKnown() // OpenMetrics' counter creation times
 	case strings.HasPrefix(name, "istio_"):
 		return mapIstio(name, ls)
 	case strings.HasPrefix(name, "envoy_cluster_"):

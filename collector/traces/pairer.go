@@ -135,19 +135,20 @@ type Pairer struct {
 	cfg  PairerConfig
 	sink Sink
 
-	mu      sync.Mutex
-	now     int64
-	byID    map[spanKey]uint64
-	orphans map[spanKey]uint64 // parent -> newest waiting child (seq+1)
-	deletes int                // map deletes since the maps were last rebuilt
-	chunks  [][]entry
-	cap     uint64
-	head    uint64 // next seq
-	tail    uint64 // oldest live seq
-	nodes   map[graph.Node]*graph.Node
-	known   map[string]*graph.Node // instrumented services by app name
-	out     []graph.Observation
-	stats   PairerStats
+	mu                sync.Mutex
+	now               int64
+	byID              map[spanKey]uint64
+	orphans           map[spanKey]uint64 // parent -> newest waiting child (seq+1)
+	deletes           int                // map deletes since the maps were last rebuilt
+	chunks            [][]entry
+	cap               uint64
+	head              uint64 // next seq
+	tail              uint64 // oldest live seq
+	nodes             map[graph.Node]*graph.Node
+	known             map[string]*graph.Node // instrumented services by app name
+	lastNode, lastSvc *graph.Node
+	out               []graph.Observation
+	stats             PairerStats
 }
 
 const maxInterned = 100_000
@@ -207,7 +208,12 @@ func (p *Pairer) live(seq uint64) *entry {
 }
 
 func (p *Pairer) intern(n *graph.Node) *graph.Node {
+	// Spans come in runs from one resource: a one-entry cache saves hashing the node.
+	if p.lastNode != nil && *p.lastNode == *n {
+		return p.lastNode
+	}
 	if q, ok := p.nodes[*n]; ok {
+		p.lastNode = q
 		return q
 	}
 	if len(p.nodes) >= maxInterned {
@@ -217,6 +223,7 @@ func (p *Pairer) intern(n *graph.Node) *graph.Node {
 	q := new(graph.Node)
 	*q = *n
 	p.nodes[*q] = q
+	p.lastNode = q
 	return q
 }
 
@@ -335,7 +342,8 @@ func (p *Pairer) addLocked(s *Span) {
 		p.stats.BadTime++
 	}
 	e.svc = p.intern(&s.Service)
-	if e.svc.App != "" && e.svc.Kind == graph.KindWorkload {
+	if e.svc != p.lastSvc && e.svc.App != "" && e.svc.Kind == graph.KindWorkload {
+		p.lastSvc = e.svc
 		if _, ok := p.known[e.svc.App]; !ok {
 			if len(p.known) >= maxInterned {
 				p.known = make(map[string]*graph.Node)

@@ -3,7 +3,7 @@
 // live update, printed with their ratio to the floors the issue sets
 // ("works at 1,000 nodes / 5,000 edges without freezing").
 //   node e2e/bench.js [nodes] [edges] [updates]
-import { launch, openPage, startMock } from './browser.js';
+import { launch, openPage, startMock, screenshot } from './browser.js';
 
 const [N = 1000, M = 5000, UPDATES = 10] = process.argv.slice(2).map(Number);
 // Floors: the first picture within 3 s of opening the page, and each update
@@ -41,6 +41,7 @@ try {
   console.log(`  snapshot received -> graph painted (layout included): ${f(first.firstRenderMs)} ms [${first.measures}]`);
   console.log(`  update (parse+apply+redraw) median ${f(q(0.5))} ms, p95 ${f(q(0.95))} ms (floor ${UPDATE_FLOOR_MS} ms, ratio ${(q(0.95) / UPDATE_FLOOR_MS).toFixed(2)})`);
   console.log(`  longest main-thread task during updates (incl. paint): ${f(maxLong)} ms`);
+  await screenshot(page, 'bench-large');
   if (problems.length) { console.log('  page problems:', problems); process.exitCode = 1; }
 } finally {
   await browser.close();

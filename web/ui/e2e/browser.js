@@ -125,3 +125,16 @@ export async function clickNode(page, match) {
   await page.mouse.click(box.x + pos.x, box.y + pos.y);
   return id;
 }
+
+/** Clicks the middle of the edge between two nodes whose labels contain src and dst. */
+export async function clickEdge(page, src, dst) {
+  const id = await page.evaluate(([s, d]) => {
+    const e = window.__meshlens.cy.edges().filter((x) => String(x.source().data('label')).includes(s) && String(x.target().data('label')).includes(d))[0];
+    return e ? e.id() : null;
+  }, [src, dst]);
+  if (!id) throw new Error(`no edge ${src} -> ${dst}`);
+  const pos = await page.evaluate((i) => window.__meshlens.center(i), id);
+  const box = await page.locator('#cy').boundingBox();
+  await page.mouse.click(box.x + pos.x, box.y + pos.y);
+  return id;
+}

@@ -3,7 +3,7 @@
 // proposals), bad input (hostile names, missing endpoints) and reconnects.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { launch, openPage, startMock, waitForNodes, clickNode, screenshot } from './browser.js';
+import { launch, openPage, startMock, waitForNodes, clickNode, clickEdge, screenshot } from './browser.js';
 
 const RATINGS = 'workload|bookinfo|ratings-v1';
 
@@ -30,6 +30,22 @@ describe('dashboard on the mock API', () => {
     await context.close();
   });
 
+  it('opens the side panel of a clicked edge', async () => {
+    const { page, problems, context } = await openPage(browser, mock.url);
+    await page.goto('/');
+    await waitForNodes(page, ['reviews-v2', 'ratings-v1']);
+    await page.selectOption('#labels', 'p95');
+    await clickEdge(page, 'reviews-v2', 'ratings-v1');
+    await page.locator('#tab-details .panel-title', { hasText: 'reviews-v2 → ratings-v1' }).waitFor();
+    const text = await page.textContent('#tab-details');
+    assert.match(text, /spiffe:\/\/cluster.local\/ns\/bookinfo\/sa\/reviews/);
+    assert.match(text, /As reported by the caller/);
+    await page.locator('#tab-details .spark path').first().waitFor();
+    await screenshot(page, 'mock-edge-panel');
+    assert.deepEqual(problems, []);
+    await context.close();
+  });
+
   it('reconnects after the websocket drops and applies deltas', async () => {
     const { page, problems, context } = await openPage(browser, mock.url);
     await page.goto('/');
@@ -38,8 +54,17 @@ describe('dashboard on the mock API', () => {
     await fetch(mock.url + '/__mock/drop', { method: 'POST' });
     await page.locator('#live-status[data-state="reconnecting"]').waitFor();
     await page.locator('#live-status[data-state="live"]').waitFor({ timeout: 15000 });
-    await fetch(mock.url + '/__mock/tick', { method: 'POST' });
-    await page.waitForFunction(() => window.__meshlens.perf.deltas > 0);
+    const positions = () => page.evaluate(() => Object.fromEntries(window.__meshlens.cy.nodes().filter((n) => !n.isParent()).map((n) => [n.id(), n.position()])));
+    const before = await positions();
+    const labelsBefore = await page.evaluate(() => window.__meshlens.cy.edges().map((e) => e.data('label')).join());
+    for (let i = 1; i <= 3; i++) {
+      await fetch(mock.url + '/__mock/tick', { method: 'POST' });
+      await page.waitForFunction((n) => window.__meshlens.perf.deltas >= n, i);
+    }
+    // The numbers changed, the picture did not move.
+    assert.notEqual(await page.evaluate(() => window.__meshlens.cy.edges().map((e) => e.data('label')).join()), labelsBefore);
+    assert.deepEqual(await positions(), before);
+    assert.equal(await page.evaluate(() => window.__meshlens.perf.layouts), 1);
     // Pause: deltas are kept but the indicator says paused.
     await page.click('#live-status');
     await page.locator('#live-status[data-state="paused"]').waitFor();

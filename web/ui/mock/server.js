@@ -82,6 +82,10 @@ const server = http.createServer(async (req, res) => {
     if (url.searchParams.get('at') && Date.parse(url.searchParams.get('at')) < Date.now() - 3700e3) return json(res, 400, { error: 'at: before the oldest stored bucket' });
     return json(res, 200, graphFor(url.searchParams.get('view') ?? 'workload', url.searchParams.get('at') ? Math.floor(Date.parse(url.searchParams.get('at')) / 30000) : tick));
   }
+  if (p === '/api/v1/namespaces') {
+    const g = graphFor('workload');
+    return json(res, 200, { namespaces: [...new Set(g.elements.nodes.map((n) => n.data.namespace).filter(Boolean))].sort() });
+  }
   if (p === '/api/v1/history') return json(res, 200, history({ fault }));
   if (p === '/api/v1/anomalies') return json(res, 200, anomalyItems().anomalies);
   if (p === '/api/v1/incidents') return json(res, 200, { items: anomalyItems().incidents });

@@ -17,7 +17,8 @@ export function fmtPct(ratio) {
   const p = ratio * 100;
   if (p === 0) return '0%';
   if (p < 0.01) return '<0.01%';
-  if (p < 1) return trim(p.toFixed(2)) + '%';
+  // Two significant digits below 1%, so 0.098% is not shown as the 0.1% threshold.
+  if (p < 1) return trim(p.toPrecision(2)) + '%';
   if (p < 10) return trim(p.toFixed(1)) + '%';
   return Math.round(p) + '%';
 }

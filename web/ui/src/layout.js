@@ -1,13 +1,14 @@
-// A fast layered layout for large graphs, where dagre takes seconds: each
-// namespace is laid out on its own (callers left of callees, by longest path
-// over the namespace's own edges, one barycentre pass to reduce crossings),
-// then the namespace blocks are packed in rows. Linear in nodes + edges.
+// A fast layered layout for large graphs, where dagre takes seconds. Ranks
+// come from the longest path over all edges, so calls flow left to right
+// across namespaces too; each namespace is then drawn as a block whose columns
+// are the ranks it uses (tall columns wrapped, one barycentre pass against
+// crossings), and the blocks are packed in rows. Linear in nodes + edges.
 
 /**
  * nodes: [{id, group}], edges: [{source, target}].
  * Returns Map id -> {x, y}.
  */
-export function layeredLayout(nodes, edges, { colGap = 170, rowGap = 56, blockGap = 120, maxRowWidth } = {}) {
+export function layeredLayout(nodes, edges, { colGap = 170, rowGap = 56, blockGap = 120, maxRowWidth, maxColumn = 24 } = {}) {
   const groups = new Map();
   for (const n of nodes) {
     const g = n.group ?? '';
@@ -19,23 +20,29 @@ export function layeredLayout(nodes, edges, { colGap = 170, rowGap = 56, blockGa
   for (const n of nodes) { out.set(n.id, []); inn.set(n.id, []); }
   for (const e of edges) {
     if (!out.has(e.source) || !out.has(e.target) || e.source === e.target) continue;
-    if (groupOf.get(e.source) !== groupOf.get(e.target)) continue;
     out.get(e.source).push(e.target);
     inn.get(e.target).push(e.source);
   }
+  const rank = ranks(nodes.map((n) => n.id), out, inn);
 
   const blocks = [];
   for (const [g, ids] of [...groups].sort((a, b) => String(a[0]).localeCompare(String(b[0])))) {
-    const rank = ranks(ids, out, inn);
-    const cols = [];
+    const byRank = new Map();
     for (const id of ids) {
       const r = rank.get(id);
-      (cols[r] ??= []).push(id);
+      if (!byRank.has(r)) byRank.set(r, []);
+      byRank.get(r).push(id);
+    }
+    // Columns: the ranks this namespace uses, in order; a tall one is wrapped.
+    const cols = [];
+    for (const r of [...byRank.keys()].sort((a, b) => a - b)) {
+      const col = byRank.get(r).sort();
+      for (let i = 0; i < col.length; i += maxColumn) cols.push(col.slice(i, i + maxColumn));
     }
     // Order within a column by the mean position of callers in the column before.
     const pos = new Map();
     cols.forEach((col, c) => {
-      if (c > 0) {
+      if (c > 0 && col.length > 1) {
         const bary = (id) => {
           const ps = inn.get(id).filter((p) => pos.has(p));
           return ps.length ? ps.reduce((s, p) => s + pos.get(p), 0) / ps.length : Infinity;
@@ -43,7 +50,7 @@ export function layeredLayout(nodes, edges, { colGap = 170, rowGap = 56, blockGa
         const keyed = col.map((id) => [id, bary(id)]);
         keyed.sort((a, b) => a[1] - b[1] || (a[0] < b[0] ? -1 : 1));
         col.splice(0, col.length, ...keyed.map((k) => k[0]));
-      } else col.sort();
+      }
       col.forEach((id, i) => pos.set(id, i));
     });
     const height = Math.max(...cols.map((c) => c?.length ?? 0));

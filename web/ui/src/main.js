@@ -3,7 +3,7 @@ import './style.css';
 import { GraphModel, edgeLabel, visibleSet } from './model.js';
 import { healthOf, nodeHealth, DEFAULT_THRESHOLDS, parseThresholds } from './health.js';
 import { LiveFeed, liveURL } from './live.js';
-import { Topology, NODE_KINDS } from './topology.js';
+import { Topology, NODE_KINDS, defaultGroups } from './topology.js';
 import { api, ApiError } from './api.js';
 import { h, render } from './dom.js';
 import { Details } from './details.js';
@@ -64,6 +64,15 @@ function nodeData(d) {
   };
 }
 
+/** Boxes of a node: its namespace and, in the versioned-app view, its app (as Kiali draws it). */
+function groupsOf(d) {
+  const g = defaultGroups(d);
+  if (model.view === 'versionedApp' && d.app && d.version && d.kind !== 'gateway') {
+    g.push({ id: `app::${d.namespace ?? ''}::${d.app}`, label: d.app, parent: g[0]?.id, box: 'app' });
+  }
+  return g;
+}
+
 function edgeData(d) {
   return {
     id: d.id,
@@ -78,7 +87,7 @@ function redraw(changed, { relayout = false } = {}) {
   const t0 = performance.now();
   const vis = visibleSet(model, { namespaces: state.namespaces, hideIdle: state.hideIdle, search: state.search },
     (e) => healthOf(e.stats, state.thresholds));
-  const laidOut = topo.sync(model, vis, { changed, nodeData, edgeData, relayout });
+  const laidOut = topo.sync(model, vis, { changed, nodeData, edgeData, groupsOf, relayout, viewKey: model.view ?? '' });
   if (laidOut) perf.layouts++;
   topo.markMatches(vis.matches);
   if (state.selected) topo.select(state.selected.id);

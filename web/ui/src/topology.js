@@ -59,6 +59,10 @@ function styles(theme, large) {
       'text-valign': 'top', 'text-halign': 'center', 'text-margin-y': -4, 'text-background-opacity': 0,
       padding: 18,
     } },
+    { selector: 'node[box="app"]', style: {
+      'border-style': 'solid', 'background-opacity': 0.35, 'font-size': 11, 'font-weight': 500, padding: 10,
+      'text-valign': 'bottom', 'text-margin-y': 4,
+    } },
     { selector: 'edge', style: {
       width: 1.6, 'line-color': p.healthy, 'target-arrow-color': p.healthy, 'target-arrow-shape': 'triangle',
       'arrow-scale': 0.9, 'curve-style': 'bezier',
@@ -91,6 +95,18 @@ function styles(theme, large) {
 
 const LARGE = 400;
 
+/** The boxes a node is drawn in, outermost first: its namespace. */
+export function defaultGroups(d) {
+  return d.namespace ? [{ id: 'ns::' + d.namespace, label: d.namespace }] : [];
+}
+
+function ensureGroups(cy, chain) {
+  for (const g of chain) {
+    if (cy.getElementById(g.id).nonempty()) continue;
+    cy.add({ group: 'nodes', data: { id: g.id, label: g.label, ns: true, box: g.box ?? 'namespace', parent: g.parent } });
+  }
+}
+
 // Sets only the fields that differ: each data change makes cytoscape restyle
 // and redraw the element, the costliest part of an update on a large graph.
 function setData(el, d) {
@@ -104,7 +120,11 @@ export class Topology {
   constructor(container, { theme = 'dark', onSelect } = {}) {
     this.theme = theme;
     this.large = false;
-    this.positions = new Map(); // id -> {x, y}: survives filtering and view switches
+    // id -> {x, y} per view: survives filtering and switching views back and
+    // forth; the same id (a database, say) sits elsewhere in another view.
+    this.posByView = new Map([['', new Map()]]);
+    this.viewKey = '';
+    this.positions = this.posByView.get('');
     this.cy = cytoscape({
       container,
       style: styles(theme, false),
@@ -139,8 +159,16 @@ export class Topology {
    * (undefined: all). nodeData/edgeData map model data to canvas data.
    * Returns true when a full layout ran.
    */
-  sync(model, visible, { changed, nodeData, edgeData, relayout = false }) {
+  sync(model, visible, { changed, nodeData, edgeData, groupsOf = defaultGroups, relayout = false, viewKey = '' }) {
     const cy = this.cy;
+    if (viewKey !== this.viewKey) {
+      // Another view: keep this one's picture for later and start from that one's.
+      cy.nodes().not(':parent').forEach((n) => { if (!n.data('ns')) this.positions.set(n.id(), { ...n.position() }); });
+      cy.elements().remove();
+      this.viewKey = viewKey;
+      if (!this.posByView.has(viewKey)) this.posByView.set(viewKey, new Map());
+      this.positions = this.posByView.get(viewKey);
+    }
     const t0 = performance.now();
     let added = 0, fresh = 0;
     const large = visible.nodes.size > LARGE || visible.edges.size > LARGE * 4;
@@ -153,24 +181,23 @@ export class Topology {
         if (!visible.nodes.has(n.id())) { this._remember(n); cy.remove(n); }
       });
       const toAdd = [];
-      const parents = new Set();
+      const groups = new Map(); // id -> {id, label, parent}, outermost first
       for (const id of visible.nodes) {
         const d = model.nodes.get(id);
-        const parent = d.namespace ? 'ns::' + d.namespace : undefined;
-        if (parent) parents.add(parent);
+        const chain = groupsOf(d);
+        for (const g of chain) if (!groups.has(g.id)) groups.set(g.id, g);
+        const parent = chain.length ? chain[chain.length - 1].id : undefined;
         const el = cy.getElementById(id);
         if (el.nonempty()) {
           if (!changed || changed.has(id)) setData(el, nodeData(d));
-          if (el.data('parent') !== parent) el.move({ parent: parent ?? null });
+          if ((el.data('parent') ?? undefined) !== parent) { ensureGroups(cy, chain); el.move({ parent: parent ?? null }); }
           continue;
         }
         const pos = this.positions.get(id);
         if (!pos) fresh++;
         toAdd.push({ group: 'nodes', data: { ...nodeData(d), parent }, position: pos ? { ...pos } : undefined });
       }
-      for (const p of parents) {
-        if (cy.getElementById(p).empty()) cy.add({ group: 'nodes', data: { id: p, label: p.slice(4), ns: true } });
-      }
+      ensureGroups(cy, [...groups.values()]);
       if (toAdd.length) cy.add(toAdd);
       added = toAdd.length;
       const edges = [];
@@ -181,7 +208,8 @@ export class Topology {
         edges.push({ group: 'edges', data: { ...edgeData(d), source: d.source, target: d.target } });
       }
       if (edges.length) cy.add(edges);
-      cy.nodes(':parent, [?ns]').forEach((p) => { if (p.children().empty()) cy.remove(p); });
+      // Innermost boxes first: an app box that goes may leave its namespace empty.
+      for (let i = 0; i < 2; i++) cy.nodes('[?ns]').forEach((p) => { if (p.children().empty()) cy.remove(p); });
     });
     performance.measure('meshlens:sync', { start: t0 });
     const total = cy.nodes().not(':parent').length;
@@ -192,6 +220,9 @@ export class Topology {
       return true;
     }
     if (fresh > 0) this._placeNew();
+    // Coming back to a view seen before: positions are known, but the viewport
+    // still frames the other view.
+    if (added > 0 && added >= total * 0.3) this.fit();
     return false;
   }
 
@@ -234,7 +265,7 @@ export class Topology {
     }
     if (!done) {
       const pos = layeredLayout(
-        leaves.map((n) => ({ id: n.id(), group: n.data('parent') ?? '' })),
+        leaves.map((n) => ({ id: n.id(), group: n.ancestors().last().id() ?? '' })),
         cy.edges().map((e) => ({ source: e.data('source'), target: e.data('target') })));
       cy.batch(() => leaves.forEach((n) => { const p = pos.get(n.id()); if (p) n.position(p); }));
       this._fitPositions(pos);

@@ -8,7 +8,7 @@ test('fmtRate', () => {
 });
 
 test('fmtPct keeps the 0.1% threshold visible', () => {
-  const cases = [[0, '0%'], [0.00005, '<0.01%'], [0.001, '0.1%'], [0.0123, '1.2%'], [0.35, '35%'], [1, '100%'], [undefined, '–']];
+  const cases = [[0, '0%'], [0.00005, '<0.01%'], [0.001, '0.1%'], [0.00098, '0.098%'], [0.0015, '0.15%'], [0.0123, '1.2%'], [0.35, '35%'], [1, '100%'], [undefined, '–']];
   for (const [v, want] of cases) assert.equal(fmtPct(v), want, `fmtPct(${v})`);
 });
 

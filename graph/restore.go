@@ -1,0 +1,108 @@
+package graph
+
+import "time"
+
+// IngestStats adds pre-aggregated statistics of the edge src->dst (one
+// bucket's worth, at time t) as if they had been observed. Storage uses it to
+// restore history after a restart and to replay stored history, so the
+// evidence maps and latency sketch come back exactly. The stats go to the
+// channel they came from: traces when only traces saw them, source-side
+// metrics when only source-side reporters did, destination-side otherwise.
+// Late and too-old rules apply as for Ingest once the clock has started.
+func (g *Graph) IngestStats(t time.Time, src, dst Node, proto Protocol, st *Stats, principals []string) {
+	if st == nil {
+		return
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	idx := g.index(t)
+	if g.started {
+		if idx <= g.watermark-g.slots {
+			g.tooOld.Add(1)
+			return
+		}
+		if final := g.watermark - g.grace; idx < final {
+			idx = final
+			g.late.Add(1)
+		}
+	}
+	if src.IsZero() {
+		src = UnknownNode
+	}
+	if dst.IsZero() {
+		dst = UnknownNode
+	}
+	ns := t.UnixNano()
+	k := edgeKey{src: g.node(src, ns), dst: g.node(dst, ns), proto: proto}
+	e := g.edges[k]
+	if e == nil {
+		e = &edge{key: k, firstSeen: ns}
+		g.edges[k] = e
+		g.edgeList = append(g.edgeList, e)
+	}
+	if ns < e.firstSeen {
+		e.firstSeen = ns
+	}
+	if ns > e.lastSeen {
+		e.lastSeen = ns
+	}
+	for _, p := range principals {
+		e.addPrincipal(p)
+	}
+	s := e.ch[statsChannel(st)]
+	if s == nil {
+		s = &series{}
+		e.ch[statsChannel(st)] = s
+	}
+	b := s.openBucket(idx)
+	if b == nil {
+		if len(s.open) == 0 {
+			g.dirty = append(g.dirty, s)
+		}
+		b = s.newOpen(idx)
+	}
+	b.addStats(st)
+}
+
+const srcReporters = 1<<ReporterSource | 1<<ReporterProxy | 1<<ReporterClientSpan
+
+func statsChannel(st *Stats) int {
+	if st.Signals&SignalTraces != 0 && st.Signals&SignalMetrics == 0 {
+		return chTraces
+	}
+	if st.Reporters != 0 && st.Reporters&^srcReporters == 0 {
+		return chMetricsSrc
+	}
+	return chMetricsDst
+}
+
+func (b *openBucket) addStats(st *Stats) {
+	b.requests += st.Requests
+	for i, v := range st.Errors {
+		b.errors[i] += v
+	}
+	b.reqBytes += st.RequestBytes
+	b.respBytes += st.ResponseBytes
+	b.connOpen += st.ConnOpened
+	b.connClose += st.ConnClosed
+	b.mtls += st.MTLSUnits
+	b.plain += st.PlainUnits
+	b.reporters |= st.Reporters
+	b.signals |= st.Signals
+	b.l4only = b.l4only || st.L4Only
+	b.sk.Merge(&st.Latency)
+	for c, n := range st.Codes {
+		b.addEvidence(evCode, uint32(c), n)
+	}
+	for c, n := range st.GRPCCodes {
+		b.addEvidence(evGRPC, uint32(c), n)
+	}
+	for name, n := range st.Flags {
+		for i, fn := range flagNames {
+			if fn == name {
+				b.addEvidence(evFlag, uint32(i), n)
+				break
+			}
+		}
+	}
+}
