@@ -13,7 +13,10 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
+	"github.com/meshlens/meshlens/assistant"
+	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector/metrics"
+	"github.com/meshlens/meshlens/collector/ratelimit"
 	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/config"
 	"github.com/meshlens/meshlens/detect"
@@ -37,17 +40,18 @@ type named struct {
 
 // App holds the running components.
 type App struct {
-	cfg     config.Config
-	log     *slog.Logger
-	reg     *prometheus.Registry
-	Graph   *graph.Graph
-	Web     *web.Server
-	Detect  *detect.Engine
-	Metrics *metrics.Collector
-	Traces  *traces.Receiver
-	alerts  *alert.Notifier
-	demo    *demo
-	started []named
+	cfg       config.Config
+	log       *slog.Logger
+	reg       *prometheus.Registry
+	Graph     *graph.Graph
+	Web       *web.Server
+	Detect    *detect.Engine
+	Metrics   *metrics.Collector
+	Traces    *traces.Receiver
+	Assistant *assistant.Assistant
+	alerts    *alert.Notifier
+	demo      *demo
+	started   []named
 }
 
 // New builds every component; nothing runs until Start.
@@ -74,14 +78,22 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		eng.Subscribe(a.alerts.Handle)
 	}
 
-	var err error
+	lim, err := ratelimit.New(cfg.Receivers.Limits, a.reg, nil)
+	if err != nil {
+		return nil, err
+	}
+	recvTLS, err := cfg.Receivers.TLS.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("receivers.tls: %w", err)
+	}
 	if a.Metrics, err = metrics.New(cfg.Metrics, a.Graph, log.With("component", "metrics"), a.reg); err != nil {
 		return nil, fmt.Errorf("metrics collector: %w", err)
 	}
 	// OTLP metrics arrive on the same OTLP ports as traces.
 	if a.Traces, err = traces.New(cfg.Traces, a.Graph, log.With("component", "traces"), a.reg,
 		traces.WithOTLPHTTPHandler("/v1/metrics", a.Metrics.OTLPHTTPHandler()),
-		traces.WithGRPCRegistration(a.Metrics.RegisterGRPC)); err != nil {
+		traces.WithGRPCRegistration(a.Metrics.RegisterGRPC),
+		traces.WithTLS(recvTLS), traces.WithHTTPMiddleware(lim.HTTP), traces.WithGRPCInterceptor(lim.UnaryInterceptor)); err != nil {
 		return nil, fmt.Errorf("traces receiver: %w", err)
 	}
 
@@ -93,16 +105,36 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		a.demo = newDemo(sc, cfg.Demo.Seed, a.Graph, log)
 	}
 
+	authn, err := auth.New(cfg.Auth, auth.Options{Logger: log.With("component", "auth"), Registerer: a.reg})
+	if err != nil {
+		return nil, err
+	}
+	httpTLS, err := cfg.HTTP.TLS.ServerConfig()
+	if err != nil {
+		return nil, fmt.Errorf("http.tls: %w", err)
+	}
 	a.Web = web.New(web.Options{
-		Addr:       cfg.HTTP.Addr,
-		Graph:      a.Graph,
-		UI:         ui.FS(),
-		Logger:     log,
-		Registerer: a.reg,
-		Gatherer:   a.reg,
+		Addr:        cfg.HTTP.Addr,
+		Graph:       a.Graph,
+		UI:          ui.FS(),
+		Logger:      log,
+		Registerer:  a.reg,
+		Gatherer:    a.reg,
+		Auth:        authn.Middleware,
+		CheckOrigin: authn.CheckOrigin,
+		TLS:         httpTLS,
 	})
+	aopts := assistant.Options{Config: cfg.Assistant, Graph: a.Graph,
+		Logger: log.With("component", "assistant"), Registerer: a.reg}
+	if a.Detect != nil { // a nil *Engine in the interface would look present
+		aopts.Detector = a.Detect
+	}
+	if a.Assistant, err = assistant.New(aopts); err != nil {
+		return nil, fmt.Errorf("assistant: %w", err)
+	}
+	a.Assistant.Mount(a.Web)
 	a.Graph.OnBucketClose(a.Web.BucketClosed)
-	a.Web.Handle("POST /api/v1/write", a.Metrics.RemoteWriteHandler())
+	a.Web.Handle("POST /api/v1/write", lim.HTTP("remote_write", a.Metrics.RemoteWriteHandler()))
 	a.Web.Handle("GET /api/v1/collector/status", a.Metrics.StatusHandler())
 	if a.Detect != nil {
 		a.Web.Handle("/api/v1/anomalies", a.Detect.Handler())
@@ -134,6 +166,7 @@ func (a *App) Start(ctx context.Context) error {
 	if a.demo != nil {
 		order = append(order, named{"demo", a.demo})
 	}
+	order = append(order, named{"assistant", a.Assistant})
 	order = append(order, named{"web", a.Web})
 	for _, n := range order {
 		if err := n.c.Start(ctx); err != nil {

@@ -14,7 +14,10 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/meshlens/meshlens/assistant"
+	"github.com/meshlens/meshlens/auth"
 	"github.com/meshlens/meshlens/collector/metrics"
+	"github.com/meshlens/meshlens/collector/ratelimit"
 	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/detect"
 )
@@ -42,19 +45,32 @@ func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // Config is the whole configuration.
 type Config struct {
-	HTTP    HTTP           `yaml:"http"`
-	DataDir string         `yaml:"dataDir"`
-	Graph   Graph          `yaml:"graph"`
-	Demo    Demo           `yaml:"demo"`
-	Log     Log            `yaml:"log"`
-	Detect  detect.Config  `yaml:"detect"`
-	Metrics metrics.Config `yaml:"metrics"`
-	Traces  traces.Config  `yaml:"traces"`
+	HTTP      HTTP             `yaml:"http"`
+	DataDir   string           `yaml:"dataDir"`
+	Graph     Graph            `yaml:"graph"`
+	Demo      Demo             `yaml:"demo"`
+	Log       Log              `yaml:"log"`
+	Detect    detect.Config    `yaml:"detect"`
+	Metrics   metrics.Config   `yaml:"metrics"`
+	Traces    traces.Config    `yaml:"traces"`
+	Assistant assistant.Config `yaml:"assistant"`
+	Auth      auth.Config      `yaml:"auth"`
+	// Receivers hardens the telemetry receivers (trace ports, remote-write).
+	Receivers Receivers `yaml:"receivers"`
+}
+
+// Receivers are the TLS and admission limits shared by every receiver:
+// OTLP gRPC/HTTP, Jaeger, Zipkin (their own ports) and remote-write (on
+// http.addr, which uses http.tls).
+type Receivers struct {
+	TLS    auth.TLS         `yaml:"tls"`
+	Limits ratelimit.Config `yaml:"limits"`
 }
 
 // HTTP is the API, dashboard and remote-write listener.
 type HTTP struct {
-	Addr string `yaml:"addr"`
+	Addr string   `yaml:"addr"`
+	TLS  auth.TLS `yaml:"tls"`
 }
 
 // Graph sizes the in-memory live graph.
@@ -78,14 +94,18 @@ type Log struct {
 // Default is the configuration used with no file.
 func Default() Config {
 	return Config{
-		HTTP:    HTTP{Addr: ":8080"},
-		DataDir: "./data",
-		Graph:   Graph{Resolution: Duration(10 * time.Second), Window: Duration(time.Hour)},
-		Demo:    Demo{Seed: 1},
-		Log:     Log{Level: "info", Format: "text"},
-		Detect:  detect.DefaultConfig(),
-		Metrics: metrics.DefaultConfig(),
-		Traces:  traces.DefaultConfig(),
+		// Loopback: an open server must not face the network (see auth.allowInsecure).
+		HTTP:      HTTP{Addr: "127.0.0.1:8080"},
+		DataDir:   "./data",
+		Graph:     Graph{Resolution: Duration(10 * time.Second), Window: Duration(time.Hour)},
+		Demo:      Demo{Seed: 1},
+		Log:       Log{Level: "info", Format: "text"},
+		Detect:    detect.DefaultConfig(),
+		Metrics:   metrics.DefaultConfig(),
+		Traces:    traces.DefaultConfig(),
+		Assistant: assistant.DefaultConfig(),
+		Auth:      auth.DefaultConfig(),
+		Receivers: Receivers{Limits: ratelimit.DefaultConfig()},
 	}
 }
 
@@ -173,6 +193,14 @@ func (c *Config) Validate() error {
 	p.addSection("detect", c.Detect.Validate())
 	p.addSection("metrics", c.Metrics.Validate())
 	p.addSection("traces", c.Traces.Validate())
+	p.addSection("assistant", c.Assistant.Validate())
+	p.addSection("http.tls", c.HTTP.TLS.Validate())
+	p.addSection("auth", c.Auth.Validate())
+	p.addSection("receivers.tls", c.Receivers.TLS.Validate())
+	p.addSection("receivers.limits", c.Receivers.Limits.Validate())
+	if err := c.Auth.CheckListen(c.HTTP.Addr); err != nil {
+		p.add("http.addr", err.Error())
+	}
 	return p.err()
 }
 
@@ -220,4 +248,6 @@ func ApplyEnv(c *Config, getenv func(string) string) {
 	if v := getenv("MESHLENS_DATA_DIR"); v != "" {
 		c.DataDir = v
 	}
+	c.Assistant.ApplyEnv(getenv)
+	c.Auth.ApplyEnv(getenv) // MESHLENS_AUTH_TOKEN_FILES
 }

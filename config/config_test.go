@@ -89,7 +89,7 @@ func TestEmptyFileKeepsDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if c.Graph.Resolution.D() != 10*time.Second || c.HTTP.Addr != ":8080" {
+	if c.Graph.Resolution.D() != 10*time.Second || c.HTTP.Addr != "127.0.0.1:8080" {
 		t.Errorf("defaults lost: %+v", c)
 	}
 }

@@ -32,7 +32,8 @@ type NodeSample struct {
 	// Direction: +1 only rises count, -1 only drops, 0 both.
 	Direction int
 	// Floor is the smallest absolute change that can count (in the metric's
-	// unit), so a flat series does not alert on noise.
+	// unit), so a flat series does not alert on noise. Log series use it as
+	// the offset of log(v + Floor) and need at least a 1.5x change instead.
 	Floor float64
 }
 
@@ -103,7 +104,9 @@ func NewNodeEvidence(e *Engine, cfg EvidenceConfig) (*NodeEvidence, error) {
 
 func (s *NodeSample) transform(v float64) float64 {
 	if s.Log {
-		return math.Log(math.Max(v, 1e-6))
+		// The floor as offset keeps readings near zero (a few requests a
+		// minute) from looking like huge relative changes.
+		return math.Log(math.Max(v, 0) + math.Max(s.Floor, 1e-6))
 	}
 	return v
 }
@@ -166,7 +169,7 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 		spread = math.Max(spread, 0.25*quantileSorted(ne.buf, 0.9))
 		floor := sm.Floor
 		if sm.Log {
-			floor = math.Log1p(sm.Floor)
+			floor = math.Log(minLogRatio) // at least a 1.5x change
 		}
 		spread = math.Max(spread, floor/ne.cfg.Z)
 		spread = math.Max(spread, 1e-9)
@@ -188,7 +191,7 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 	cnt := d.push(hot, ne.cfg.PersistM)
 	inv := func(v float64) float64 {
 		if sm.Log {
-			return math.Exp(v)
+			return math.Max(math.Exp(v)-math.Max(sm.Floor, 1e-6), 0)
 		}
 		return v
 	}
@@ -237,6 +240,9 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 		d.firing, d.coldRun, d.firingFor, d.hot = nil, 0, 0, 0
 	}
 }
+
+// minLogRatio is the smallest relative change a log-scale series can alert on.
+const minLogRatio = 1.5
 
 func quantileSorted(s []float64, q float64) float64 {
 	if len(s) == 0 {

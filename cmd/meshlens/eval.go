@@ -13,14 +13,16 @@ import (
 )
 
 func init() {
-	register("eval", "evaluate the detectors: eval detect --scenario NAME|FILE|all [--seed N]; eval rca --petshop DIR; eval nezha --dir DIR [--signals traces|all]; eval bench [--edges N]", runEval)
+	register("eval", "evaluate the detectors: eval detect --scenario NAME|FILE|all [--seed N]; eval rca --petshop DIR; eval nezha --dir DIR [--signals traces|all]; eval bench [--edges N]; eval assistant [--cases DIR]", runEval)
 }
 
 func runEval(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return errors.New("eval: want a subcommand: detect or rca")
+		return errors.New("eval: want a subcommand: detect, rca, nezha, assistant or bench")
 	}
 	switch args[0] {
+	case "assistant":
+		return runEvalAssistant(ctx, args[1:])
 	case "detect":
 		return evalDetect(args[1:])
 	case "rca":
@@ -35,7 +37,7 @@ func runEval(ctx context.Context, args []string) error {
 		}
 		return eval.Bench(os.Stdout, *edges)
 	}
-	return fmt.Errorf("eval: unknown subcommand %q (want detect or rca)", args[0])
+	return fmt.Errorf("eval: unknown subcommand %q (want detect, rca, nezha, assistant or bench)", args[0])
 }
 
 func evalDetect(args []string) error {

@@ -1,0 +1,81 @@
+package detect
+
+import (
+	"math"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+func TestNodeEvidence(t *testing.T) {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name   string
+		spec   NodeSample
+		normal func(i int) float64
+		fault  float64
+		fires  bool
+		typ    string
+	}{
+		{"cpu contention", NodeSample{Metric: "cpu", Type: TypeNodeMetric, Log: true, Direction: 1, Floor: 5},
+			func(i int) float64 { return 1 + 0.2*math.Sin(float64(i)) }, 95, true, TypeNodeMetric},
+		{"latency drop is not a fault", NodeSample{Metric: "server_p90", Type: TypeLatency, Log: true, Direction: 1, Floor: 50},
+			func(i int) float64 { return 200 + 20*math.Sin(float64(i)) }, 20, false, ""},
+		{"flat success rate, small wobble under the floor", NodeSample{Metric: "success_rate", Type: TypeErrors, Direction: -1, Floor: 5},
+			func(int) float64 { return 100 }, 98, false, ""},
+		{"success rate falls", NodeSample{Metric: "success_rate", Type: TypeErrors, Direction: -1, Floor: 5},
+			func(int) float64 { return 100 }, 40, true, TypeErrors},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, err := New(DefaultConfig(), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := NewNodeEvidence(eng, DefaultEvidenceConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fired []Anomaly
+			eng.Subscribe(func(c Change) {
+				if c.Action == "fired" && c.Anomaly != nil {
+					fired = append(fired, *c.Anomaly)
+				}
+			})
+			for i := 0; i < 40; i++ {
+				v := tc.normal(i)
+				if i >= 30 && i < 35 {
+					v = tc.fault
+				}
+				s := tc.spec
+				s.Node, s.Value = node("svc-a"), v
+				other := NodeSample{Node: node("svc-b"), Metric: tc.spec.Metric, Type: tc.spec.Type, Value: tc.normal(i), Log: tc.spec.Log, Direction: tc.spec.Direction, Floor: tc.spec.Floor}
+				ev.Observe(t0.Add(time.Duration(i)*time.Minute), time.Minute, []NodeSample{s, other})
+			}
+			if !tc.fires {
+				if len(fired) != 0 {
+					t.Fatalf("fired %v, want nothing", fired[0].Summary)
+				}
+				return
+			}
+			if len(fired) != 1 {
+				t.Fatalf("fired %d anomalies, want 1", len(fired))
+			}
+			a := fired[0]
+			if a.Type != tc.typ || a.Subject.Node == nil || a.Subject.Node.Name != "svc-a" {
+				t.Errorf("anomaly %s on %v, want %s on svc-a", a.Type, a.Subject, tc.typ)
+			}
+			if want := t0.Add(30 * time.Minute); !a.Since.Equal(want) {
+				t.Errorf("since %s, want %s", a.Since, want)
+			}
+			incs := eng.Incidents(IncidentFilter{})
+			if len(incs) != 1 || len(incs[0].RootCauses) == 0 || incs[0].RootCauses[0].Node.Name != "svc-a" {
+				t.Fatalf("incidents %+v, want one led by svc-a", incs)
+			}
+			if incs[0].State != StateResolved {
+				t.Errorf("incident %s, want resolved after the readings returned to normal", incs[0].State)
+			}
+		})
+	}
+}

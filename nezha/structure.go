@@ -1,0 +1,94 @@
+package nezha
+
+import (
+	"math"
+	"slices"
+
+	"github.com/meshlens/meshlens/detect"
+	"github.com/meshlens/meshlens/graph"
+)
+
+// spanShape is what the structure detector needs of one span: its
+// operation, its direct children by kind, and its self time.
+type spanShape struct {
+	children map[string]int
+	selfMs   float64
+}
+
+// shapes links every span to its direct children (same trace, parent ID)
+// and works out its child kinds (the callee service for calls to other
+// services, the operation for the service's own internal spans) and self
+// time (duration minus the children's, not below 0).
+func shapes(spans []Span) []spanShape {
+	type key struct {
+		t [16]byte
+		s [8]byte
+	}
+	idx := make(map[key]int, len(spans))
+	for i := range spans {
+		idx[key{spans[i].TraceID, spans[i].SpanID}] = i
+	}
+	out := make([]spanShape, len(spans))
+	childNs := make([]int64, len(spans))
+	for i := range spans {
+		c := &spans[i]
+		if c.ParentID.IsZero() {
+			continue
+		}
+		p, ok := idx[key{c.TraceID, c.ParentID}]
+		if !ok {
+			continue
+		}
+		k := "op:" + c.Operation
+		if spans[p].Service != c.Service {
+			k = "call:" + c.Service
+		}
+		if out[p].children == nil {
+			out[p].children = map[string]int{}
+		}
+		out[p].children[k]++
+		childNs[p] += c.End - c.Start
+	}
+	for i := range spans {
+		out[i].selfMs = math.Max(float64(spans[i].End-spans[i].Start-childNs[i]), 0) / 1e6
+	}
+	return out
+}
+
+// opStats aggregates spans [i, j) into per-operation stats of one window.
+func opStats(spans []Span, sh []spanShape, i, j int, nodes map[string]graph.Node) []detect.OpStat {
+	type acc struct {
+		st   detect.OpStat
+		self []float64
+	}
+	byOp := map[[2]string]*acc{}
+	var order [][2]string
+	for k := i; k < j; k++ {
+		s := &spans[k]
+		key := [2]string{s.Service, s.Operation}
+		a := byOp[key]
+		if a == nil {
+			n, ok := nodes[s.Service]
+			if !ok {
+				n = NodeOf(s.Service)
+				nodes[s.Service] = n
+			}
+			a = &acc{st: detect.OpStat{Node: n, Operation: s.Operation, Children: map[string]int{}}}
+			byOp[key] = a
+			order = append(order, key)
+		}
+		a.st.Spans++
+		for c, v := range sh[k].children {
+			a.st.Children[c] += v
+		}
+		a.self = append(a.self, sh[k].selfMs)
+	}
+	out := make([]detect.OpStat, 0, len(order))
+	for _, key := range order {
+		a := byOp[key]
+		slices.Sort(a.self)
+		a.st.SelfMs = a.self[len(a.self)/2]
+		out = append(out, a.st)
+	}
+	return out
+}

@@ -1,0 +1,48 @@
+package nezha
+
+import (
+	"github.com/meshlens/meshlens/graph"
+	"math"
+	"testing"
+)
+
+// The first trace of the test day: gateway -> auth (login), auth's
+// UserController.getToken calls verification-code over HTTP GET and runs
+// repository spans of its own.
+func TestShapesAndOpStats(t *testing.T) {
+	l := loadTB(t, "testdata/dataset")
+	sh := shapes(l.Spans)
+	nodes := map[string]graph.Node{}
+	stats := opStats(l.Spans, sh, 0, len(l.Spans), nodes)
+	find := func(svc, op string) int {
+		for i := range stats {
+			if stats[i].Node.Name() == svc && stats[i].Operation == op {
+				return i
+			}
+		}
+		t.Fatalf("no stats for %s %s", svc, op)
+		return -1
+	}
+	get := stats[find("ts-auth-service", "HTTP GET")]
+	if get.Spans == 0 || get.Children["call:ts-verification-code-service"] != get.Spans {
+		t.Errorf("auth HTTP GET: %d spans, children %v; want one verification-code call per span", get.Spans, get.Children)
+	}
+	tok := stats[find("ts-auth-service", "UserController.getToken")]
+	if tok.Children["op:UserRepository.findByUsername"] != 2*tok.Spans || tok.Children["op:HTTP GET"] != tok.Spans {
+		t.Errorf("getToken children %v over %d spans, want 2 findByUsername and 1 HTTP GET per span", tok.Children, tok.Spans)
+	}
+	for _, k := range []string{"call:ts-auth-service", "op:ts-auth-service"} {
+		if tok.Children[k] != 0 {
+			t.Errorf("getToken has child kind %s", k)
+		}
+	}
+	// Self time: getToken spends most of its 160ms between its children.
+	if tok.SelfMs < 100 || tok.SelfMs > 170 || math.IsNaN(tok.SelfMs) {
+		t.Errorf("getToken self time %.1fms, want most of its ~160ms", tok.SelfMs)
+	}
+	for i := range sh {
+		if sh[i].selfMs < 0 {
+			t.Fatalf("span %d has negative self time", i)
+		}
+	}
+}
