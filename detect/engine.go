@@ -306,9 +306,15 @@ func (e *Engine) process(s *subject, sm *sample) {
 	}
 	var excl uint8
 	for ch := range v {
-		// Suspicious buckets stay out of the baseline too, so a fault that is
-		// only sometimes significant does not teach the baseline its level.
-		if !(v[ch].hot || v[ch].warm) || s.det[ch].firingFor >= cfg.AdaptAfter {
+		// Hot buckets stay out of the baseline; merely suspicious (warm) ones
+		// too while the channel is engaged (firing, or hot within the last M
+		// buckets), so a fault that is only sometimes significant does not
+		// teach the baseline its level. An isolated warm bucket is ordinary
+		// noise: excluding those would cut the upper tail off the window,
+		// shrink the MAD and turn noisy subjects into false alarms.
+		d := &s.det[ch]
+		engaged := d.firing != nil || d.hot&(uint16(1)<<uint(cfg.PersistM)-1) != 0
+		if !(v[ch].hot || (v[ch].warm && engaged)) || d.firingFor >= cfg.AdaptAfter {
 			continue
 		}
 		switch ch {

@@ -39,6 +39,17 @@ const (
 )
 
 var quantiles = [3]float64{0.5, 0.95, 0.99}
+
+// quantileSE is the standard error of a sample quantile of log latency, in
+// units of sigma/sqrt(n): sqrt(p(1-p))/φ(z_p) for p50, p95, p99.
+var quantileSE = [3]float64{1.2533, 2.1131, 3.7302}
+
+// minSpreadCount is how many samples a bucket needs for its spread to count.
+const minSpreadCount = 8
+
+// spreadAlpha is the weight of a new bucket in the spread EWMA.
+const spreadAlpha = 1.0 / 50
+
 var quantileNames = [3]string{"p50", "p95", "p99"}
 
 // detState is the persistence state machine of one detector channel.
@@ -86,6 +97,11 @@ type subject struct {
 	// so a return to normal after a fault is not mistaken for a new shift.
 	slow    [4]float64
 	slowSet [4]bool
+	// spread is a long-memory EWMA of the within-bucket spread of log
+	// latency (sigma, from the interquartile range) of non-anomalous
+	// buckets: it says how noisy a quantile of n samples is bound to be.
+	spread    float64
+	spreadSet bool
 
 	det [numCh]detState
 }
@@ -163,10 +179,11 @@ type sample struct {
 	units          uint64
 	st             *graph.Stats // nil when the subject had no traffic in the bucket
 	srcP95, dstP95 float64
+	spread         float64 // sigma of log latency within the bucket (IQR/1.349); NaN with few samples
 }
 
 func sampleOf(t time.Time, st *graph.Stats, minCount uint64) sample {
-	sm := sample{t: t, st: st}
+	sm := sample{t: t, st: st, spread: math.NaN()}
 	for i := range sm.lat {
 		sm.lat[i] = math.NaN()
 	}
@@ -191,6 +208,12 @@ func sampleOf(t time.Time, st *graph.Stats, minCount uint64) sample {
 			} else if finite(v) && v == 0 {
 				sm.lat[i] = math.Log(0.001)
 			}
+		}
+	}
+	if sm.count >= minSpreadCount {
+		q1, q3 := st.Latency.Quantile(0.25), st.Latency.Quantile(0.75)
+		if finite(q1) && finite(q3) && q1 > 0 && q3 >= q1 {
+			sm.spread = math.Log(q3/q1) / 1.349
 		}
 	}
 	for c, cls := range errClassOfCh {
@@ -241,6 +264,13 @@ func (s *subject) write(sm *sample, excl uint8) {
 		upd(q, sm.lat[q], excl&exLatency != 0)
 	}
 	upd(3, float64(sm.n), excl&exTraffic != 0)
+	if finite(sm.spread) && excl&exLatency == 0 {
+		if !s.spreadSet {
+			s.spread, s.spreadSet = sm.spread, true
+		} else {
+			s.spread += (sm.spread - s.spread) * spreadAlpha
+		}
+	}
 	if sm.n > 0 {
 		s.lastActive = sm.t
 	}
@@ -299,13 +329,27 @@ func (s *subject) evaluate(sm *sample, cfg *Config, out *[numCh]verdict) {
 		best, avail, hotN, warmN := -1, 0, 0, 0
 		bestZ := math.Inf(-1)
 		var z95 float64
+		// A quantile of few samples is noisy whatever the window's MAD says
+		// (a MAD of a quiet hour underestimates the spread of a bucket of
+		// a dozen requests): floor the spread by the quantile's standard error.
+		sigmaW := sm.spread
+		if s.spreadSet {
+			sigmaW = s.spread
+		}
+		var madFloor [3]float64
+		for q := range madFloor {
+			madFloor[q] = 0.05
+			if finite(sigmaW) && sm.count > 0 {
+				madFloor[q] = math.Max(madFloor[q], quantileSE[q]*sigmaW/math.Sqrt(float64(sm.count)))
+			}
+		}
 		for q := range sm.lat {
 			x := sm.lat[q]
 			if !finite(x) || s.latN[q] < half {
 				continue
 			}
 			avail++
-			mad := math.Max(s.latMAD[q], 0.05)
+			mad := math.Max(s.latMAD[q], madFloor[q])
 			z := (x - s.latMed[q]) / mad
 			if q == 1 {
 				z95 = z
@@ -322,7 +366,10 @@ func (s *subject) evaluate(sm *sample, cfg *Config, out *[numCh]verdict) {
 			}
 		}
 		if best >= 0 {
-			hot := hotN >= 2 || (avail == 1 && hotN == 1)
+			// Two quantiles beyond the bar, the only one there is, or one
+			// beyond it with another corroborating (warm): a p95 of a few
+			// dozen samples is weak evidence alone but counts as support.
+			hot := hotN >= 2 || (avail == 1 && hotN == 1) || (hotN == 1 && warmN >= 2)
 			zc := math.Max(math.Min(z95, 10), -10)
 			s.cusum = math.Max(0, s.cusum+zc-t.CusumK)
 			note := ""
@@ -330,7 +377,7 @@ func (s *subject) evaluate(sm *sample, cfg *Config, out *[numCh]verdict) {
 				hot = true
 				note = fmt.Sprintf("sustained shift (CUSUM %.1f >= %.1f)", s.cusum, t.CusumH)
 			}
-			mad := math.Max(s.latMAD[best], 0.05)
+			mad := math.Max(s.latMAD[best], madFloor[best])
 			out[chLatency] = verdict{hot: hot, warm: warmN >= 2 || (avail == 1 && warmN == 1), metric: quantileNames[best], direction: "up",
 				observed: math.Exp(sm.lat[best]), baseline: math.Exp(s.latMed[best]), unit: "ms",
 				score: capScore(bestZ), lo: math.Exp(s.latMed[best] - 3*mad), hi: math.Exp(s.latMed[best] + 3*mad), note: note}

@@ -19,8 +19,9 @@ type Config struct {
 	// call Advance themselves and never Start.
 	Clock func() time.Time
 	// RawLatency is how long per-bucket latency sketches are kept; older
-	// latency is held per rollup (about one minute) only, which is most of
-	// the memory saved. Counters always stay per bucket. Default 10m.
+	// latency is held per rollup (about one minute) only, which saves most of
+	// their memory. Counters always stay per bucket. The default, 6m, keeps
+	// 5-minute windows ending now exact to the bucket.
 	RawLatency time.Duration
 }
 
@@ -41,7 +42,7 @@ func (c *Config) withDefaults() Config {
 		out.Clock = time.Now
 	}
 	if out.RawLatency <= 0 {
-		out.RawLatency = 10 * time.Minute
+		out.RawLatency = 6 * time.Minute
 	}
 	return out
 }

@@ -1,8 +1,10 @@
 package graph
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -165,6 +167,32 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			es.LastSeen = ls
 		}
 	}
+	// Size each node's sketches to the union of its edges' bins first, so
+	// the merges below never grow or shift them.
+	type span struct{ lo, hi int32 }
+	spans := make([]span, 2*len(snap.Nodes)) // [2i] in, [2i+1] out
+	for i := range spans {
+		spans[i] = span{math.MaxInt32, math.MinInt32}
+	}
+	for i := range snap.Edges {
+		sk := &snap.Edges[i].Stats.Latency
+		if len(sk.counts) == 0 {
+			continue
+		}
+		lo, hi := sk.offset, sk.offset+int32(len(sk.counts))-1
+		for _, j := range [2]int32{2 * ends[i].dst, 2*ends[i].src + 1} {
+			spans[j].lo = min(spans[j].lo, lo)
+			spans[j].hi = max(spans[j].hi, hi)
+		}
+	}
+	for i := range snap.Nodes {
+		for d, sk := range [2]*Sketch{&snap.Nodes[i].In.Latency, &snap.Nodes[i].Out.Latency} {
+			if sp := spans[2*i+d]; sp.lo <= sp.hi {
+				sk.offset = sp.lo
+				sk.counts = make([]uint64, sp.hi-sp.lo+1)
+			}
+		}
+	}
 	for i := range snap.Edges {
 		e := &snap.Edges[i]
 		snap.Nodes[ends[i].src].Out.Add(&e.Stats)
@@ -187,6 +215,21 @@ func (g *Graph) liveFrom(from int64) int64 {
 	return from
 }
 
+// protoOrder ranks known protocols by name, as snapshots order them;
+// unknown values (never ingested in practice) come after them.
+func protoOrder(p Protocol) uint64 {
+	if p >= numProtocols {
+		return uint64(numProtocols) + uint64(p)
+	}
+	n := uint64(0)
+	for q := Protocol(0); q < numProtocols; q++ {
+		if protoNames[q] < protoNames[p] {
+			n++
+		}
+	}
+	return n
+}
+
 // sortSnapshot orders nodes by ID and edges by (source ID, target ID,
 // protocol); ends[i] are edge i's node indexes before sorting.
 func sortSnapshot(s *Snapshot, ends []projEdge) {
@@ -206,21 +249,29 @@ func sortSnapshot(s *Snapshot, ends []projEdge) {
 		rank[k.i] = int32(r)
 	}
 	s.Nodes = nodes
-	order := make([]int32, len(s.Edges))
-	for i := range order {
-		order[i] = int32(i)
+	// IDs hold no NUL, so ordering by ranks is ordering by the ID strings:
+	// one integer key per edge of source rank, target rank, protocol.
+	var porder [numProtocols + 1]uint64
+	for p := range porder {
+		porder[p] = protoOrder(Protocol(p))
 	}
-	// IDs hold no NUL, so comparing ranks is comparing ID strings.
-	slices.SortFunc(order, func(a, b int32) int {
-		ea, eb := ends[a], ends[b]
-		if c := rank[ea.src] - rank[eb.src]; c != 0 {
-			return int(c)
+	type keyedEdge struct {
+		key uint64
+		i   int32
+	}
+	keys := make([]keyedEdge, len(s.Edges))
+	for i, e := range ends {
+		po := uint64(numProtocols) + uint64(e.proto)
+		if e.proto < numProtocols {
+			po = porder[e.proto]
 		}
-		if c := rank[ea.dst] - rank[eb.dst]; c != 0 {
-			return int(c)
-		}
-		return strings.Compare(ea.proto.String(), eb.proto.String())
-	})
+		keys[i] = keyedEdge{uint64(rank[e.src])<<37 | uint64(rank[e.dst])<<10 | po, int32(i)}
+	}
+	slices.SortFunc(keys, func(a, b keyedEdge) int { return cmp.Compare(a.key, b.key) })
+	order := make([]int32, len(keys))
+	for i, k := range keys {
+		order[i] = k.i
+	}
 	// Apply the permutation in place, one cycle at a time.
 	for i := range order {
 		if order[i] < 0 {

@@ -3,14 +3,15 @@ package graph
 import (
 	"encoding/binary"
 	"math"
+	"math/bits"
 )
 
 // Closed-bucket records. A series' log is a sequence of groups (one per
 // rollup span, ~1 minute); a group holds the raw records of its closed buckets
-// in time order, then, once the group is complete, one rollup record with the
-// merged latency sketch of the whole group. Counters are only ever kept in the
-// raw records, so they stay exact at bucket resolution; the rollup exists so a
-// snapshot merges one sketch per minute instead of one per bucket.
+// in time order, and, once the group is complete, a rollup record in front of
+// them with the group's summed counters and merged latency sketch: a snapshot
+// reads one record per whole minute instead of one per bucket. Raw records keep
+// the counters exact at bucket resolution.
 //
 // Record layout: a header byte, then varints.
 //
@@ -21,7 +22,12 @@ import (
 //	b0 bit 7:    an explicit reporters/signals/L4 varint follows (else: the previous raw record's)
 //
 // then the fields present in the mask in order, the reporters/signals/L4
-// varint, the evidence (count, then key/value pairs) and the sketch.
+// varint, the evidence (count, then key/value pairs) and the sketch,
+// preceded by its length so readers skip it in O(1). A rollup record has the
+// same layout with the sums of its group, is written with an explicit mask and
+// flags when the group completes, and is moved in front of the group's raw
+// records. Common masks (requests, bytes, mTLS, plaintext, connections) fit
+// one byte.
 const (
 	rbSlot     = 0x0f
 	rbRollup   = 0x0f
@@ -33,30 +39,28 @@ const (
 	maxGroupBuckets = 15
 )
 
-// Field mask bits, in encoding order.
+// Field indexes (and mask bits), in encoding order.
 const (
-	fReq = 1 << iota
-	fErr0
-	fErr1
-	fErr2
-	fErr3
-	fErr4
-	fReqBytes
-	fRespBytes
-	fConnOpen
-	fConnClose
-	fMTLS
-	fPlain
-	fEvidence
-	numFields = 12 // counters before fEvidence
+	vReq = iota
+	vReqBytes
+	vRespBytes
+	vMTLS
+	vPlain
+	vConnOpen
+	vConnClose
+	vErr0 // then one per error class
+	numFields = vErr0 + int(NumErrorClasses)
+
+	fEvidence = 1 << numFields
 )
 
 // counters is one decoded record's fields.
 type counters struct {
-	v     [numFields]uint64 // req, err0..4, reqBytes, respBytes, connOpen, connClose, mtls, plain
-	flags uint64            // reporters<<3 | signals<<1 | l4
-	ev    []byte            // evidence entries (count first), nil when none
-	sk    []byte            // compact sketch, nil when none
+	v      [numFields]uint64
+	flags  uint64 // reporters<<3 | signals<<1 | l4
+	ev     []byte // evidence entries (count first), nil when none
+	sk     []byte // compact sketch, nil when none
+	skFull int    // bytes of the sketch with its length prefix
 }
 
 func packFlags(reporters uint16, signals Signal, l4 bool) uint64 {
@@ -70,12 +74,12 @@ func packFlags(reporters uint16, signals Signal, l4 bool) uint64 {
 // appendRecord encodes b as a raw record of slot into l. prevMask/prevFlags
 // are the previous raw record's in the group (first: explicit), updated.
 func appendRecord(l []byte, b *openBucket, slot int64, first bool, prevMask *uint16, prevFlags *uint64) []byte {
-	vals := [numFields]uint64{b.requests, b.errors[0], b.errors[1], b.errors[2], b.errors[3], b.errors[4],
-		b.reqBytes, b.respBytes, b.connOpen, b.connClose, b.mtls, b.plain}
+	vals := [numFields]uint64{b.requests, b.reqBytes, b.respBytes, b.mtls, b.plain, b.connOpen, b.connClose,
+		b.errors[0], b.errors[1], b.errors[2], b.errors[3], b.errors[4]}
 	b0 := byte(slot)
 	if b.mtls != 0 && b.mtls == b.requests {
 		b0 |= rbMTLSReqs
-		vals[10] = 0
+		vals[vMTLS] = 0
 	}
 	var mask uint16
 	for i, v := range vals {
@@ -116,7 +120,15 @@ func appendRecord(l []byte, b *openBucket, slot int64, first bool, prevMask *uin
 		}
 	}
 	if b0&rbSketch != 0 {
+		pos := len(l)
+		l = append(l, 0)
 		l = b.sk.appendCompact(l)
+		if n := len(l) - pos - 1; n < 0x80 {
+			l[pos] = byte(n)
+		} else {
+			sk := append([]byte(nil), l[pos+1:]...)
+			l = append(binary.AppendUvarint(l[:pos], uint64(n)), sk...)
+		}
 	}
 	*prevMask, *prevFlags = mask, flags
 	return l
@@ -130,15 +142,28 @@ type recordReader struct {
 }
 
 func uvarint(b []byte) (uint64, []byte) {
-	if len(b) > 0 && b[0] < 0x80 {
-		return uint64(b[0]), b[1:]
+	if x := b[0]; x < 0x80 {
+		return uint64(x), b[1:]
 	}
-	v, n := binary.Uvarint(b)
+	v, p := uvAtSlow(b, 0)
+	return v, b[p:]
+}
+
+// uvAt decodes the varint at b[p:] and returns it with the offset after
+// it; the one-byte case is inlined.
+func uvAt(b []byte, p int) (uint64, int) {
+	if x := b[p]; x < 0x80 {
+		return uint64(x), p + 1
+	}
+	return uvAtSlow(b, p)
+}
+
+func uvAtSlow(b []byte, p int) (uint64, int) {
+	v, n := binary.Uvarint(b[p:])
 	if n <= 0 {
-		// The log is written only by this package; a failure is a bug.
 		panic("graph: corrupt bucket record")
 	}
-	return v, b[n:]
+	return v, p + n
 }
 
 // next decodes the next record into c and returns its header byte; ok is
@@ -151,24 +176,26 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 	b0 = r.b[0]
 	b := r.b[1:]
 	c.ev, c.sk = nil, nil
-	if b0&rbSlot == rbRollup {
-		c.v = [numFields]uint64{}
-		c.flags = 0
-	} else {
+	{
 		if b0&rbMask != 0 {
 			var m uint64
 			m, b = uvarint(b)
 			r.mask = uint16(m)
 		}
-		for i := range c.v {
-			if r.mask&(1<<i) != 0 {
-				c.v[i], b = uvarint(b)
+		c.v = [numFields]uint64{}
+		p := 0
+		for m := r.mask &^ fEvidence; m != 0; m &= m - 1 {
+			v := uint64(b[p])
+			if v < 0x80 {
+				p++
 			} else {
-				c.v[i] = 0
+				v, p = uvAtSlow(b, p)
 			}
+			c.v[bits.TrailingZeros16(m)] = v
 		}
+		b = b[p:]
 		if b0&rbMTLSReqs != 0 {
-			c.v[10] = c.v[0]
+			c.v[vMTLS] = c.v[vReq]
 		}
 		if b0&rbFlags != 0 {
 			r.flags, b = uvarint(b)
@@ -186,9 +213,10 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 		}
 	}
 	if b0&rbSketch != 0 {
-		n := skipCompact(b)
-		c.sk = b[:n]
-		b = b[n:]
+		n, rest := uvarint(b)
+		c.sk = rest[:n]
+		c.skFull = len(b) - len(rest) + int(n)
+		b = rest[n:]
 	}
 	r.b = b
 	return b0, true
@@ -197,18 +225,16 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 // addTo adds the record's counters and evidence (not its sketch) into st.
 func (c *counters) addTo(st *Stats) {
 	v := &c.v
-	st.Requests += v[0]
-	st.Errors[0] += v[1]
-	st.Errors[1] += v[2]
-	st.Errors[2] += v[3]
-	st.Errors[3] += v[4]
-	st.Errors[4] += v[5]
-	st.RequestBytes += v[6]
-	st.ResponseBytes += v[7]
-	st.ConnOpened += v[8]
-	st.ConnClosed += v[9]
-	st.MTLSUnits += v[10]
-	st.PlainUnits += v[11]
+	st.Requests += v[vReq]
+	st.RequestBytes += v[vReqBytes]
+	st.ResponseBytes += v[vRespBytes]
+	st.MTLSUnits += v[vMTLS]
+	st.PlainUnits += v[vPlain]
+	st.ConnOpened += v[vConnOpen]
+	st.ConnClosed += v[vConnClose]
+	for i := range st.Errors {
+		st.Errors[i] += v[vErr0+i]
+	}
 	st.Reporters |= uint16(c.flags >> 3)
 	st.Signals |= Signal(c.flags>>1) & 3
 	if c.flags&1 != 0 {
@@ -222,6 +248,39 @@ func (c *counters) addTo(st *Stats) {
 			n, b = uvarint(b)
 			st.addEvidence(uint32(k), n)
 		}
+	}
+}
+
+// addToBucket adds the record (sketch included) into b, to build rollups.
+func (c *counters) addToBucket(b *openBucket) {
+	v := &c.v
+	b.requests += v[vReq]
+	b.reqBytes += v[vReqBytes]
+	b.respBytes += v[vRespBytes]
+	b.mtls += v[vMTLS]
+	b.plain += v[vPlain]
+	b.connOpen += v[vConnOpen]
+	b.connClose += v[vConnClose]
+	for i := range b.errors {
+		b.errors[i] += v[vErr0+i]
+	}
+	b.reporters |= uint16(c.flags >> 3)
+	b.signals |= Signal(c.flags>>1) & 3
+	b.l4only = b.l4only || c.flags&1 != 0
+	if c.ev != nil {
+		cnt, e := uvarint(c.ev)
+		for i := uint64(0); i < cnt; i++ {
+			var k, n uint64
+			k, e = uvarint(e)
+			n, e = uvarint(e)
+			if b.evidence == nil {
+				b.evidence = make(map[uint32]uint64, 4)
+			}
+			b.evidence[uint32(k)] += n
+		}
+	}
+	if c.sk != nil {
+		b.sk.mergeCompact(c.sk)
 	}
 }
 
@@ -277,34 +336,7 @@ func (s *Sketch) appendCompact(b []byte) []byte {
 	return b
 }
 
-// skipCompact is the length of the compact sketch at the start of b.
-func skipCompact(b []byte) int {
-	n := len(b)
-	h, b := uvarint(b)
-	if h&1 != 0 {
-		_, b = uvarint(b)
-	}
-	b = b[4:]
-	nb := h >> 1
-	if nb > 0 {
-		_, k := binary.Varint(b)
-		b = b[k:]
-	}
-	for i := uint64(0); i < nb; i++ {
-		// The count bits are in the varint's first byte whatever its length.
-		c := b[0] & 7
-		for b[0]&0x80 != 0 {
-			b = b[1:]
-		}
-		b = b[1:]
-		if c == 0 {
-			_, b = uvarint(b)
-		}
-	}
-	return n - len(b)
-}
-
-// mergeCompact merges a compact sketch (exactly one, as skipCompact delimits) into s.
+// mergeCompact merges the compact sketch b (exactly one) into s.
 func (s *Sketch) mergeCompact(b []byte) {
 	h, b := uvarint(b)
 	var zero uint64
@@ -327,19 +359,28 @@ func (s *Sketch) mergeCompact(b []byte) {
 		}
 		k64, n := binary.Varint(b)
 		b = b[n:]
-		k := int32(k64)
-		first := k
-		for i := uint64(0); i < nb; i++ {
-			var v uint64
-			v, b = uvarint(b)
+		first := int32(k64)
+		s.addKey(first, 0) // keys ascend: s only grows upwards from here
+		k := first - 1
+		for p, i := 0, uint64(0); i < nb; i++ {
+			// uvAt by hand: the call would not be inlined.
+			v := uint64(b[p])
+			if v < 0x80 {
+				p++
+			} else {
+				v, p = uvAtSlow(b, p)
+			}
 			c := v & 7
 			if c == 0 {
-				c, b = uvarint(b)
+				c, p = uvAt(b, p)
 			}
-			if i > 0 {
-				k += int32(v>>3) + 1
+			k += int32(v>>3) + 1
+			j := uint(k - s.offset)
+			if j >= uint(len(s.counts)) {
+				// Grow with headroom, not bin by bin.
+				s.addKey(k+32, 0)
 			}
-			s.addKey(k, c)
+			s.counts[j] += c
 			count += c
 		}
 		switch {

@@ -106,3 +106,54 @@ func (b *openBucket) addStats(st *Stats) {
 		}
 	}
 }
+
+// RawEdges returns every edge with traffic in the window ending at at, with
+// node identities exactly as ingested (no view projection) and the same
+// channel choice as Snapshot. Storage records closed buckets with it, so a
+// replay projects onto every view exactly as the live graph does.
+func (g *Graph) RawEdges(at time.Time, window time.Duration) ([]EdgeSnapshot, error) {
+	g.mu.RLock()
+	defer g.mu.RUnlock()
+	from, to, err := g.rangeOf(Query{Window: window, At: at})
+	if err != nil {
+		return nil, err
+	}
+	lo := g.liveFrom(from)
+	var out []EdgeSnapshot
+	for _, e := range g.edgeList {
+		var chs [numChannels]Stats
+		var have [numChannels]bool
+		primary, secondary := -1, -1
+		for i, s := range e.ch {
+			if s == nil {
+				continue
+			}
+			if have[i] = s.sum(lo, to, &chs[i], &g.lay); !have[i] {
+				continue
+			}
+			if primary < 0 {
+				primary = i
+			} else if i == chMetricsSrc {
+				secondary = i
+			}
+		}
+		if primary < 0 {
+			continue
+		}
+		es := EdgeSnapshot{Source: e.key.src.node, Target: e.key.dst.node, Protocol: e.key.proto,
+			Stats: chs[primary], Principals: append([]string(nil), e.principals...),
+			FirstSeen: time.Unix(0, e.firstSeen), LastSeen: time.Unix(0, e.lastSeen)}
+		for i := range have {
+			if have[i] {
+				es.Stats.Signals |= chs[i].Signals
+				es.Stats.Reporters |= chs[i].Reporters
+			}
+		}
+		if secondary >= 0 {
+			sr := chs[secondary]
+			es.SourceReported = &sr
+		}
+		out = append(out, es)
+	}
+	return out, nil
+}

@@ -10,27 +10,27 @@ import (
 // increasing order: a bucket is encoded once it is final, and data for a
 // final bucket is folded into an open one, so records never go back in time.
 type series struct {
-	open       []*openBucket
-	log        []byte
-	groups     []group // ascending; groups[i] spans log[off : groups[i+1].off]
-	base       int64   // group number of g == 0
-	folded     int64   // groups numbered below this hold no raw sketches any more
-	nrecs      int32   // raw records held
-	prevMask   uint16  // field mask of the last raw record (encoder state)
-	lastRolled bool    // the last group has its rollup (all groups before it do)
-	prevFlags  uint64  // reporters/signals/L4 of the last raw record (encoder state)
-}
-
-type group struct {
-	g   int32 // group number - series.base
-	off uint32
+	open []*openBucket
+	log  []byte
+	// groups[i] is the offset in log of group number base+i, which ends where
+	// the next begins; a minute without data costs 4 bytes, an index entry
+	// per minute with data no more.
+	groups     []uint32
+	base       int64  // group number of groups[0]
+	folded     int64  // groups numbered below this hold no raw sketches any more
+	nrecs      int32  // raw records held
+	prevMask   uint16 // field mask of the last raw record (encoder state)
+	lastRolled bool   // the last group has its rollup (all groups before it do)
+	prevFlags  uint64 // reporters/signals/L4 of the last raw record (encoder state)
 }
 
 // layout is how a graph cuts series into groups, shared by its series.
 type layout struct {
-	n       int64  // buckets per group
-	keepRaw int64  // buckets for which raw (per-bucket) sketches are kept
-	scratch Sketch // rollup building; used under the graph's write lock only
+	n       int64 // buckets per group
+	keepRaw int64 // buckets for which raw (per-bucket) sketches are kept
+	// Rollup building, under the graph's write lock only.
+	acc openBucket
+	buf []byte
 }
 
 func floorDiv(a, b int64) int64 {
@@ -196,41 +196,57 @@ func (st *Stats) addEvidence(k uint32, v uint64) {
 	}
 }
 
-
 // encode appends b as a raw record; a bucket of a new group rolls up the
 // previous group first (it is complete, records being in time order).
 func (s *series) encode(b *openBucket, lay *layout) {
 	gnum := floorDiv(b.idx, lay.n)
 	first := false
-	if len(s.groups) == 0 || s.base+int64(s.groups[len(s.groups)-1].g) != gnum {
+	if len(s.groups) == 0 || s.base+int64(len(s.groups))-1 != gnum {
 		if len(s.groups) == 0 {
 			s.base = gnum
 			s.folded = gnum
 		} else if !s.lastRolled {
 			s.roll(lay)
 		}
-		s.groups = append(s.groups, group{g: int32(gnum - s.base), off: uint32(len(s.log))})
+		s.growLog(16)
+		for s.base+int64(len(s.groups)) <= gnum {
+			s.groups = append(s.groups, uint32(len(s.log)))
+		}
 		s.lastRolled = false
 		first = true
 	}
+	s.growLog(64)
 	s.log = appendRecord(s.log, b, b.idx-gnum*lay.n, first, &s.prevMask, &s.prevFlags)
 	s.nrecs++
+}
+
+// growLog makes room for n more bytes, growing by 1/16 rather than append's
+// quarter or more: logs are most of the graph's memory, slack included.
+func (s *series) growLog(n int) {
+	if cap(s.log)-len(s.log) >= n {
+		return
+	}
+	l := make([]byte, len(s.log), len(s.log)+max(n, len(s.log)/16+32))
+	copy(l, s.log)
+	s.log = l
 }
 
 // groupBytes is the log of group i.
 func (s *series) groupBytes(i int) []byte {
 	end := len(s.log)
 	if i+1 < len(s.groups) {
-		end = int(s.groups[i+1].off)
+		end = int(s.groups[i+1])
 	}
-	return s.log[s.groups[i].off:end]
+	return s.log[s.groups[i]:end]
 }
 
-// roll appends the last group's rollup: the merge of its raw sketches.
+// roll puts the last group's rollup in front of its raw records: the sums
+// of their counters and evidence and the merge of their sketches, so a
+// window holding the whole group reads one record and skips the rest.
 func (s *series) roll(lay *layout) {
 	s.lastRolled = true
-	sk := &lay.scratch
-	sk.Reset()
+	acc := &lay.acc
+	acc.reset()
 	r := recordReader{b: s.groupBytes(len(s.groups) - 1)}
 	var c counters
 	for {
@@ -238,15 +254,17 @@ func (s *series) roll(lay *layout) {
 		if !ok {
 			break
 		}
-		if c.sk != nil {
-			sk.mergeCompact(c.sk)
-		}
+		c.addToBucket(acc)
 	}
-	if sk.Count() == 0 {
-		return
-	}
-	s.log = append(s.log, rbRollup|rbSketch)
-	s.log = sk.appendCompact(s.log)
+	var mask uint16
+	var flags uint64
+	lay.buf = appendRecord(lay.buf[:0], acc, rbRollup, true, &mask, &flags)
+	start := int(s.groups[len(s.groups)-1])
+	n := len(lay.buf)
+	s.growLog(n)
+	s.log = s.log[:len(s.log)+n]
+	copy(s.log[start+n:], s.log[start:len(s.log)-n])
+	copy(s.log[start:], lay.buf)
 }
 
 // closeBefore encodes open buckets with idx < final into the log.
@@ -277,7 +295,8 @@ func (s *series) closeBefore(final int64, lay *layout) {
 //
 // Trade-off of the fold: per-bucket latency is what costs memory (a sketch
 // per bucket versus a few counters), and windows that old are read as whole
-// minutes anyway. After the fold a snapshot whose window cuts an old group
+// minutes anyway. The fold also drops the rollup's counters (snapshots of old
+// windows read the raw ones, exact but slower). After the fold a snapshot whose window cuts an old group
 // takes that group's latency whole if the window holds the group's middle
 // bucket, else not at all (counters stay exact), and History spreads the
 // group's distribution over its buckets by their share of requests.
@@ -286,12 +305,12 @@ func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 		return
 	}
 	n := lay.n
-	lastNum := s.base + int64(s.groups[len(s.groups)-1].g)
+	lastNum := s.base + int64(len(s.groups)) - 1
 	if !s.lastRolled && (lastNum+1)*n <= final {
 		s.roll(lay)
 	}
 	drop := 0
-	for drop < len(s.groups) && (s.base+int64(s.groups[drop].g)+1)*n-1 <= oldest {
+	for drop < len(s.groups) && (s.base+int64(drop)+1)*n-1 <= oldest {
 		drop++
 	}
 	foldTo := s.folded
@@ -328,9 +347,9 @@ func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 	out := 0
 	for i := drop; i < len(s.groups); i++ {
 		src := s.groupBytes(i)
-		start := int(s.groups[i].off)
-		gnum := s.base + int64(s.groups[i].g)
-		s.groups[out] = group{g: s.groups[i].g, off: uint32(w)}
+		start := int(s.groups[i])
+		gnum := s.base + int64(i)
+		s.groups[out] = uint32(w)
 		out++
 		if gnum < s.folded || gnum >= foldTo {
 			w += copy(s.log[w:], src)
@@ -344,41 +363,41 @@ func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 				break
 			}
 			recEnd := start + len(src) - len(r.b)
-			if b0&rbSlot == rbRollup || c.sk == nil {
+			if b0&rbSlot == rbRollup {
+				// Keep the sketch only: the raw records hold the counters. A
+				// group's reader starts with an empty mask and flags, so the
+				// header byte alone says "no counters".
+				if c.sk == nil {
+					continue
+				}
+				s.log[w] = rbRollup | rbSketch
+				w++
+				w += copy(s.log[w:], s.log[recEnd-c.skFull:recEnd])
+				continue
+			}
+			if c.sk == nil {
 				w += copy(s.log[w:], s.log[recStart:recEnd])
 				continue
 			}
-			w += copy(s.log[w:], s.log[recStart:recEnd-len(c.sk)])
-			s.log[w-(recEnd-len(c.sk)-recStart)] &^= rbSketch
+			w += copy(s.log[w:], s.log[recStart:recEnd-c.skFull])
+			s.log[w-(recEnd-c.skFull-recStart)] &^= rbSketch
 		}
 	}
 	s.groups = s.groups[:out]
 	s.log = s.log[:w]
 	s.folded = foldTo
-	// Rebase so relative group numbers stay small.
-	if d := s.groups[0].g; d != 0 {
-		for i := range s.groups {
-			s.groups[i].g -= d
-		}
-		s.base += int64(d)
-	}
+	s.base += int64(drop)
 }
 
 func (s *series) empty() bool { return len(s.open) == 0 && len(s.groups) == 0 }
 
 // firstGroup is the index of the first group that may hold buckets >= from.
 func (s *series) firstGroup(from int64, n int64) int {
-	want := floorDiv(from, n) - s.base
-	lo, hi := 0, len(s.groups)
-	for lo < hi {
-		m := (lo + hi) / 2
-		if int64(s.groups[m].g) < want {
-			lo = m + 1
-		} else {
-			hi = m
-		}
+	i := floorDiv(from, n) - s.base
+	if i < 0 {
+		return 0
 	}
-	return lo
+	return int(min(i, int64(len(s.groups))))
 }
 
 // useRollup says whether a window [from, to) takes group i's latency from
@@ -403,19 +422,30 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 	found := false
 	var c counters
 	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
-		start := (s.base + int64(s.groups[i].g)) * lay.n
+		start := (s.base + int64(i)) * lay.n
 		if start >= to {
 			break
 		}
 		roll := s.useRollup(i, start, from, to, lay)
 		r := recordReader{b: s.groupBytes(i)}
+		if roll && start >= from && start+lay.n <= to && s.base+int64(i) >= s.folded {
+			// The whole group: its rollup (first) is all we need.
+			if _, ok := r.next(&c); ok {
+				c.addTo(st)
+				found = true
+				if c.sk != nil {
+					st.Latency.mergeCompact(c.sk)
+				}
+			}
+			continue
+		}
 		for {
 			b0, ok := r.next(&c)
 			if !ok {
 				break
 			}
 			if b0&rbSlot == rbRollup {
-				if roll {
+				if roll && c.sk != nil {
 					st.Latency.mergeCompact(c.sk)
 				}
 				continue
@@ -446,18 +476,17 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 	to := from + int64(len(out))
 	var c counters
-	var weights [maxGroupBuckets]uint64
 	var roll *Sketch
 	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
-		gnum := s.base + int64(s.groups[i].g)
+		gnum := s.base + int64(i)
 		start := gnum * lay.n
 		if start >= to {
 			break
 		}
-		folded := gnum < s.folded
-		weights = [maxGroupBuckets]uint64{}
-		has := [maxGroupBuckets]bool{}
+		var weights [maxGroupBuckets]uint64
+		var has [maxGroupBuckets]bool
 		var total, present uint64
+		var rollSk []byte
 		r := recordReader{b: s.groupBytes(i)}
 		for {
 			b0, ok := r.next(&c)
@@ -466,31 +495,12 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 			}
 			slot := int64(b0 & rbSlot)
 			if slot == rbRollup {
-				if folded && present > 0 {
-					if roll == nil {
-						roll = &Sketch{}
-					}
-					roll.Reset()
-					roll.mergeCompact(c.sk)
-					for sl, w := range weights {
-						idx := start + int64(sl)
-						if idx < from || idx >= to || !has[sl] {
-							continue
-						}
-						if total == 0 {
-							// No requests to weigh by (e.g. TCP): share evenly.
-							out[idx-from].Latency.mergeScaled(roll, 1, present)
-						} else if w > 0 {
-							out[idx-from].Latency.mergeScaled(roll, w, total)
-						}
-					}
-				}
+				rollSk = c.sk
 				continue
 			}
-			total += c.v[0]
+			total += c.v[vReq]
 			present++
-			weights[slot] = c.v[0]
-			has[slot] = true
+			weights[slot], has[slot] = c.v[vReq], true
 			idx := start + slot
 			if idx < from || idx >= to {
 				continue
@@ -498,6 +508,26 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 			c.addTo(&out[idx-from])
 			if c.sk != nil {
 				out[idx-from].Latency.mergeCompact(c.sk)
+			}
+		}
+		if gnum >= s.folded || rollSk == nil || present == 0 {
+			continue
+		}
+		if roll == nil {
+			roll = &Sketch{}
+		}
+		roll.Reset()
+		roll.mergeCompact(rollSk)
+		for sl, w := range weights {
+			idx := start + int64(sl)
+			if idx < from || idx >= to || !has[sl] {
+				continue
+			}
+			if total == 0 {
+				// No requests to weigh by (e.g. TCP): share evenly.
+				out[idx-from].Latency.mergeScaled(roll, 1, present)
+			} else if w > 0 {
+				out[idx-from].Latency.mergeScaled(roll, w, total)
 			}
 		}
 	}

@@ -35,8 +35,27 @@ func sketchKey(v float64) int32 { return int32(math.Ceil(math.Log(v) * invLogGam
 
 // sketchValue is the representative of bin k: within RelativeAccuracy of every value in the bin.
 func sketchValue(k int32) float64 {
+	if j := uint(k - valueTableLo); j < uint(len(valueTable)) {
+		return valueTable[j]
+	}
+	return computeSketchValue(k)
+}
+
+func computeSketchValue(k int32) float64 {
 	return 2 * math.Exp(float64(k)*sketchLogGamma) / (1 + sketchGamma)
 }
+
+// valueTable caches the representatives of the keys of 0.1 µs to ~17 min,
+// which decoding looks up for every merged record's min and max.
+const valueTableLo = -470
+
+var valueTable = func() []float64 {
+	t := make([]float64, 1500)
+	for i := range t {
+		t[i] = computeSketchValue(int32(i) + valueTableLo)
+	}
+	return t
+}()
 
 // Add inserts n occurrences of value v (ms). Negative and NaN values count as zero.
 func (s *Sketch) Add(v float64, n uint64) {

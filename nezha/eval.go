@@ -38,6 +38,9 @@ type EvalConfig struct {
 	// (slots of BaseSlot). A zero Recent keeps the incident's own ranking.
 	Rank     detect.RecentRankConfig
 	BaseSlot time.Duration
+	// RankPooled ranks every anomaly fired in the recent window, across
+	// incidents, instead of the one incident most of them joined.
+	RankPooled bool
 	// Structure adds trace-structure evidence (detect.Structure).
 	Structure    bool
 	StructureCfg detect.StructureConfig
@@ -54,15 +57,21 @@ func DefaultEvalConfig(signals string) EvalConfig {
 	// subjects must survive the gaps, which are missing telemetry, not silence.
 	d.IdleForget = 48 * time.Hour
 	d.NewEdgeTTL = 48 * time.Hour
+	// One pod reading a minute of a pod serving a request or so a second:
+	// a departure must hold three readings in a row to count, which still
+	// leaves two minutes of the five-minute horizon.
+	ev := detect.DefaultEvidenceConfig()
+	ev.PersistK, ev.PersistM = 3, 3
 	return EvalConfig{
 		Signals:         signals,
 		Resolution:      30 * time.Second,
 		Horizon:         5 * time.Minute,
 		FalseAlarmGrace: 10 * time.Minute,
 		Detect:          d,
-		Evidence:        detect.DefaultEvidenceConfig(),
+		Evidence:        ev,
 		Pairer:          traces.PairerConfig{Expiry: time.Minute},
 		Rank:            detect.DefaultRecentRankConfig(nil),
+		RankPooled:      true,
 		BaseSlot:        10 * time.Minute,
 		Structure:       true,
 		StructureCfg:    detect.DefaultStructureConfig(),
@@ -114,16 +123,16 @@ type metricSpec struct {
 }
 
 // specs: the pod's own server latency and success rate travel to callers
-// like the mesh's latency and errors; CPU, memory and workload are the
-// pod's own resources. Client latency is left out: it describes callees.
-// P99 is left out too: a pod serving about a request a second has ~60
-// requests in a minute's reading, so its p99 is the slowest single request
-// (a GC pause) and spikes on its own.
+// like the mesh's latency and errors; CPU and memory are the pod's own
+// resources. Left out: client latency (it describes callees), workload (the
+// traces already give the mesh's request rates, and the same traffic must
+// not count twice) and p99 (a pod serving about a request a second has ~60
+// requests in a minute's reading, so its p99 is the slowest single request,
+// a GC pause, and spikes on its own).
 var specs = []metricSpec{
 	{col: "CpuUsageRate(%)", name: "cpu", typ: detect.TypeNodeMetric, unit: "%", scale: 1, log: true, direction: 1, floor: 5},
 	{col: "MemoryUsageRate(%)", name: "memory", typ: detect.TypeNodeMetric, unit: "%", scale: 1, direction: 1, floor: 5},
 	{col: "PodServerLatencyP90(s)", name: "server_p90", typ: detect.TypeLatency, unit: "ms", scale: 1000, log: true, direction: 1, floor: 50},
-	{col: "PodWorkload(Ops)", name: "workload", typ: detect.TypeTraffic, unit: "ops/s", scale: 1, log: true, direction: 0, floor: 0.5},
 	{col: "PodSuccessRate(%)", name: "success_rate", typ: detect.TypeErrors, unit: "%", scale: 1, direction: -1, floor: 5},
 }
 
@@ -239,7 +248,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 		for i, f := range faults {
 			if !captured[i] && !b.End.Before(f.Time.Add(cfg.Horizon)) {
 				captured[i] = true
-				results[i] = score(eng, fired, f, cfg.Horizon, b.End, rankCfg)
+				results[i] = score(eng, fired, f, cfg.Horizon, b.End, rankCfg, cfg.RankPooled)
 			}
 		}
 	})
@@ -288,7 +297,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 		pairer.Add(batch)
 		pairer.Expire(time.Unix(0, tEnd))
 		g.Advance(time.Unix(0, tEnd))
-		if structure != nil && si > s0 {
+		if structure != nil {
 			structure.Observe(t, cfg.Resolution, opStats(l.Spans, sh, s0, si, nodes))
 		}
 	}
@@ -313,8 +322,10 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 }
 
 // score looks at the anomalies fired within the horizon after f and ranks
-// the injected service in the incident most of them belong to.
-func score(eng *detect.Engine, fired []detect.Anomaly, f Fault, horizon time.Duration, at time.Time, rc detect.RecentRankConfig) FaultResult {
+// the injected service in the incident most of them belong to: its own
+// ranking, or (rc.Recent > 0) RankRecent at time at of that incident or,
+// pooled, of every anomaly fired in the recent window.
+func score(eng *detect.Engine, fired []detect.Anomaly, f Fault, horizon time.Duration, at time.Time, rc detect.RecentRankConfig, pooled bool) FaultResult {
 	fr := FaultResult{Fault: f}
 	until := f.Time.Add(horizon)
 	count := map[string]int{}
@@ -352,7 +363,11 @@ func score(eng *detect.Engine, fired []detect.Anomaly, f Fault, horizon time.Dur
 	in, _ := eng.Incident(best)
 	causes := in.RootCauses
 	if rc.Recent > 0 {
-		if rr, err := eng.RankRecent(best, at, rc); err == nil && len(rr) > 0 {
+		id := best
+		if pooled {
+			id = ""
+		}
+		if rr, err := eng.RankRecent(id, at, rc); err == nil && len(rr) > 0 {
 			causes = rr
 		}
 	}

@@ -4,6 +4,7 @@ package web
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -44,6 +45,14 @@ type Options struct {
 	Gatherer   prometheus.Gatherer
 	// Ready reports whether the process is ready to serve (e.g. storage restored).
 	Ready func() error
+	// Auth wraps every route (authentication, roles, CSRF), e.g.
+	// auth.Authenticator.Middleware; nil serves everything open.
+	Auth func(http.Handler) http.Handler
+	// CheckOrigin replaces the live websocket's origin check (default:
+	// no Origin or the same host).
+	CheckOrigin func(*http.Request) bool
+	// TLS serves HTTPS when set (auth.TLS.ServerConfig).
+	TLS *tls.Config
 }
 
 // Server is the HTTP front of meshlens.
@@ -79,6 +88,9 @@ func New(opts Options) *Server {
 		opts.Registerer.MustRegister(s.snapTime)
 	}
 	s.live = newHub(s)
+	if opts.CheckOrigin != nil {
+		s.live.upgrader.CheckOrigin = opts.CheckOrigin
+	}
 	s.routes()
 	return s
 }
@@ -119,8 +131,13 @@ func (s *Server) routes() {
 // Handle mounts another component's handler (call before Start).
 func (s *Server) Handle(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
 
-// Handler is the server's root handler (for tests).
-func (s *Server) Handler() http.Handler { return s.mux }
+// Handler is the server's root handler: the mux behind the Auth middleware.
+func (s *Server) Handler() http.Handler {
+	if s.opts.Auth != nil {
+		return s.opts.Auth(s.mux)
+	}
+	return s.mux
+}
 
 // Addr is the bound address once started.
 func (s *Server) Addr() string {
@@ -143,9 +160,13 @@ func (s *Server) Start(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("listen on http address %s: %w", s.opts.Addr, err)
 	}
+	if s.opts.TLS != nil {
+		ln = tls.NewListener(ln, s.opts.TLS)
+	}
 	s.ln = ln
 	s.started = true
-	s.srv = &http.Server{Handler: s.mux, ReadHeaderTimeout: 10 * time.Second}
+	s.srv = &http.Server{Handler: s.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog: slog.NewLogLogger(s.log.Handler(), slog.LevelWarn)}
 	s.done = make(chan struct{})
 	s.live.start()
 	go func() {
@@ -154,7 +175,7 @@ func (s *Server) Start(ctx context.Context) error {
 			s.log.Error("http server stopped", "addr", s.opts.Addr, "err", err)
 		}
 	}()
-	s.log.Info("http listening", "addr", ln.Addr().String())
+	s.log.Info("http listening", "addr", ln.Addr().String(), "tls", s.opts.TLS != nil, "auth", s.opts.Auth != nil)
 	return nil
 }
 

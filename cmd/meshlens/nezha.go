@@ -17,8 +17,8 @@ func evalNezha(args []string) error {
 	fs := flag.NewFlagSet("eval nezha", flag.ContinueOnError)
 	dir := fs.String("dir", "", "Nezha dataset directory (day folders with a fault list, metric/ and trace/), or one day folder")
 	signals := fs.String("signals", "both", "traces (mesh view only), all (traces + pod metrics) or both")
-	rank := fs.String("rank", "recent", "root-cause ranking scored: recent (recent anomalies, noisy services discounted) or incident (the incident's own ranking)")
-	structure := fs.Bool("structure", true, "add trace-structure evidence (fan-out per operation, operation mix, self time)")
+	rank := fs.String("rank", "pooled", "root-cause ranking scored: recent (the incident's recent anomalies, noisy services discounted), pooled (every recent anomaly, across incidents) or incident (the incident's own ranking)")
+	structure := fs.Bool("structure", true, "add trace-structure evidence (calls per span of each operation, self time)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -58,11 +58,13 @@ func evalNezha(args []string) error {
 		for _, l := range loaded {
 			cfg := nezha.DefaultEvalConfig(mode)
 			switch *rank {
+			case "pooled":
 			case "recent":
+				cfg.RankPooled = false
 			case "incident":
 				cfg.Rank.Recent = 0
 			default:
-				return fmt.Errorf("eval nezha: --rank %q: want recent or incident", *rank)
+				return fmt.Errorf("eval nezha: --rank %q: want recent, pooled or incident", *rank)
 			}
 			cfg.Structure = *structure
 			r, err := nezha.EvalDay(l, cfg)

@@ -314,40 +314,10 @@ func TestScrape(t *testing.T) {
 	}
 }
 
+func otlpRequests(v, tsSec int64) pmetric.Metrics { return otlpIstio(v, tsSec, true) }
+
 func TestOTLP(t *testing.T) {
-	mk := func(v int64, tsSec int64, withTotal bool) pmetric.Metrics {
-		md := pmetric.NewMetrics()
-		rm := md.ResourceMetrics().AppendEmpty()
-		rm.Resource().Attributes().PutStr("service.name", "istio-proxy")
-		rm.Resource().Attributes().PutStr("service.instance.id", "10.0.0.1:15090")
-		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
-		m.SetName("istio_requests")
-		if withTotal {
-			m.SetName("istio_requests_total")
-		}
-		sum := m.SetEmptySum()
-		sum.SetIsMonotonic(true)
-		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-		dp := sum.DataPoints().AppendEmpty()
-		dp.SetIntValue(v)
-		dp.SetTimestamp(pcommonTS(tsSec))
-		for _, kv := range strings.Split(istioEdge, ",") {
-			k, val, _ := strings.Cut(kv, "=")
-			dp.Attributes().PutStr(k, strings.Trim(val, `"`))
-		}
-		dp.Attributes().PutStr("response_code", "503")
-		h := rm.ScopeMetrics().At(0).Metrics().AppendEmpty()
-		h.SetName("istio_request_duration_milliseconds")
-		hist := h.SetEmptyHistogram()
-		hist.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
-		hp := hist.DataPoints().AppendEmpty()
-		dp.Attributes().CopyTo(hp.Attributes())
-		hp.SetTimestamp(pcommonTS(tsSec))
-		hp.ExplicitBounds().FromRaw([]float64{5, 50})
-		hp.BucketCounts().FromRaw([]uint64{uint64(v) / 2, uint64(v) - uint64(v)/2, 0})
-		hp.SetCount(uint64(v))
-		return md
-	}
+	mk := otlpIstio
 	rec := &recorder{}
 	c := newTestCollector(t, DefaultConfig(), rec)
 	// gRPC path: the server type registered by RegisterGRPC.
@@ -409,3 +379,37 @@ func TestConfigValidate(t *testing.T) {
 }
 
 func pcommonTS(sec int64) pcommon.Timestamp { return pcommon.Timestamp(sec * 1e9) }
+
+func otlpIstio(v int64, tsSec int64, withTotal bool) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	rm := md.ResourceMetrics().AppendEmpty()
+	rm.Resource().Attributes().PutStr("service.name", "istio-proxy")
+	rm.Resource().Attributes().PutStr("service.instance.id", "10.0.0.1:15090")
+	m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+	m.SetName("istio_requests")
+	if withTotal {
+		m.SetName("istio_requests_total")
+	}
+	sum := m.SetEmptySum()
+	sum.SetIsMonotonic(true)
+	sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	dp := sum.DataPoints().AppendEmpty()
+	dp.SetIntValue(v)
+	dp.SetTimestamp(pcommonTS(tsSec))
+	for _, kv := range strings.Split(istioEdge, ",") {
+		k, val, _ := strings.Cut(kv, "=")
+		dp.Attributes().PutStr(k, strings.Trim(val, `"`))
+	}
+	dp.Attributes().PutStr("response_code", "503")
+	h := rm.ScopeMetrics().At(0).Metrics().AppendEmpty()
+	h.SetName("istio_request_duration_milliseconds")
+	hist := h.SetEmptyHistogram()
+	hist.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+	hp := hist.DataPoints().AppendEmpty()
+	dp.Attributes().CopyTo(hp.Attributes())
+	hp.SetTimestamp(pcommonTS(tsSec))
+	hp.ExplicitBounds().FromRaw([]float64{5, 50})
+	hp.BucketCounts().FromRaw([]uint64{uint64(v) / 2, uint64(v) - uint64(v)/2, 0})
+	hp.SetCount(uint64(v))
+	return md
+}

@@ -109,7 +109,7 @@ func obsLine(o graph.Observation) string {
 
 type exposition struct {
 	file, contentType string
-	labels            []label
+	labels            map[string]string
 }
 
 var goldenCases = []struct {
@@ -146,9 +146,9 @@ var goldenCases = []struct {
 	{
 		name: "istio_ambient",
 		steps: [][]exposition{
-			{{file: "istio_ztunnel_0.om", contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8", labels: []label{{"app", "ztunnel"}}},
+			{{file: "istio_ztunnel_0.om", contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8", labels: map[string]string{"app": "ztunnel"}},
 				{file: "istio_waypoint_0.prom", contentType: "text/plain; version=0.0.4"}},
-			{{file: "istio_ztunnel_1.om", contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8", labels: []label{{"app", "ztunnel"}}},
+			{{file: "istio_ztunnel_1.om", contentType: "application/openmetrics-text; version=1.0.0; charset=utf-8", labels: map[string]string{"app": "ztunnel"}},
 				{file: "istio_waypoint_1.prom", contentType: "text/plain; version=0.0.4"}},
 		},
 		want: []string{
@@ -165,8 +165,8 @@ var goldenCases = []struct {
 	{
 		name: "linkerd",
 		steps: [][]exposition{
-			{{file: "linkerd_web_0.prom", contentType: "text/plain; version=0.0.4", labels: []label{{"namespace", "emojivoto"}, {"deployment", "web"}, {"pod", "web-5f86686c4d-58p7k"}}}},
-			{{file: "linkerd_web_1.prom", contentType: "text/plain; version=0.0.4", labels: []label{{"namespace", "emojivoto"}, {"deployment", "web"}, {"pod", "web-5f86686c4d-58p7k"}}}},
+			{{file: "linkerd_web_0.prom", contentType: "text/plain; version=0.0.4", labels: map[string]string{"namespace": "emojivoto", "deployment": "web", "pod": "web-5f86686c4d-58p7k"}}},
+			{{file: "linkerd_web_1.prom", contentType: "text/plain; version=0.0.4", labels: map[string]string{"namespace": "emojivoto", "deployment": "web", "pod": "web-5f86686c4d-58p7k"}}},
 		},
 		want: []string{
 			"workload:emojivoto/web -> workload:emojivoto/emoji http reporter=source req=1800 mtls",
@@ -186,8 +186,8 @@ var goldenCases = []struct {
 	{
 		name: "envoy",
 		steps: [][]exposition{
-			{{file: "envoy_front_0.prom", contentType: "text/plain; version=0.0.4", labels: []label{{"service", "front-envoy"}, {"namespace", "edge"}}}},
-			{{file: "envoy_front_1.prom", contentType: "text/plain; version=0.0.4", labels: []label{{"service", "front-envoy"}, {"namespace", "edge"}}}},
+			{{file: "envoy_front_0.prom", contentType: "text/plain; version=0.0.4", labels: map[string]string{"service": "front-envoy", "namespace": "edge"}}},
+			{{file: "envoy_front_1.prom", contentType: "text/plain; version=0.0.4", labels: map[string]string{"service": "front-envoy", "namespace": "edge"}}},
 		},
 		want: []string{
 			"workload:edge/front-envoy -> service:edge/service1 http reporter=proxy req=900 err.5xx=20 lat.n=900",

@@ -136,9 +136,9 @@ type ingester struct {
 	sketches []*graph.Sketch
 	nsketch  int
 	counts   []uint64
-	out     []graph.Observation
-	lastGC  time.Time
-	wall    int64
+	out      []graph.Observation
+	lastGC   time.Time
+	wall     int64
 
 	c ingestCounters
 }
@@ -160,12 +160,11 @@ func newIngester(cfg Config) *ingester {
 
 // Drop reasons.
 const (
-	dropUnknown   = "unknown_metric"
-	dropLimit     = "series_limit"
-	dropNaN       = "nan_or_stale"
-	dropOld       = "out_of_order"
-	dropNative    = "native_histogram"
-	dropMalformed = "malformed"
+	dropUnknown = "unknown_metric"
+	dropLimit   = "series_limit"
+	dropNaN     = "nan_or_stale"
+	dropOld     = "out_of_order"
+	dropNative  = "native_histogram"
 )
 
 func (in *ingester) beginLocked() {

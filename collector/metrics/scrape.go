@@ -127,11 +127,7 @@ func (c *Collector) scrape(ctx context.Context, t Target, now time.Time) (int, e
 	if int64(len(data)) > c.cfg.MaxBodyBytes {
 		return 0, fmt.Errorf("scrape %s: %w: more than %d bytes", t.Name, errTooLarge, c.cfg.MaxBodyBytes)
 	}
-	extra := make([]label, 0, len(t.Labels))
-	for k, v := range t.Labels {
-		extra = append(extra, label{k, v})
-	}
-	n, err := c.IngestExposition(data, resp.Header.Get("Content-Type"), "scrape:"+t.Name, extra, now)
+	n, err := c.IngestExposition(data, resp.Header.Get("Content-Type"), "scrape:"+t.Name, t.Labels, now)
 	if err != nil {
 		return n, fmt.Errorf("scrape %s: %w", t.Name, err)
 	}
@@ -141,8 +137,13 @@ func (c *Collector) scrape(ctx context.Context, t Target, now time.Time) (int, e
 // IngestExposition parses one exposition body in the format its Content-Type
 // names (Prometheus text, OpenMetrics text, or delimited protobuf) and ingests
 // it as one batch from source at time now (for samples without a timestamp).
-// What parsed before an error is kept.
-func (c *Collector) IngestExposition(data []byte, contentType, source string, extra []label, now time.Time) (int, error) {
+// Labels are added to every series that lacks them. What parsed before an
+// error is kept.
+func (c *Collector) IngestExposition(data []byte, contentType, source string, labels map[string]string, now time.Time) (int, error) {
+	extra := make([]label, 0, len(labels))
+	for k, v := range labels {
+		extra = append(extra, label{k, v})
+	}
 	fams, perr := parseExposition(data, contentType)
 	n := c.ingestFamilies(fams, source, extra, now.UnixMilli())
 	if perr != nil {
@@ -216,6 +217,11 @@ func (c *Collector) ingestFamilies(fams []*dto.MetricFamily, source string, extr
 	in.mu.Lock()
 	defer in.mu.Unlock()
 	in.beginLocked()
+	if _, ok := in.sources[source]; !ok {
+		// A scrape that worked makes its target known even when it had no
+		// series yet: series that show up later began after it and count in full.
+		in.sources[source] = nowMs
+	}
 	var kb []byte
 	n := 0
 	add := func(name string, m *dto.Metric, le string, v float64) {

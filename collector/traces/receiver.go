@@ -2,6 +2,7 @@ package traces
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -125,6 +126,9 @@ type Receiver struct {
 
 	extraHTTP []httpRoute
 	extraGRPC []func(*grpc.Server)
+	tls       *tls.Config
+	httpMW    func(string, http.Handler) http.Handler
+	grpcIC    func(string) grpc.UnaryServerInterceptor
 
 	mu        sync.Mutex
 	started   bool
@@ -244,24 +248,24 @@ func (r *Receiver) Start(ctx context.Context) error {
 		r.addrs[x.name] = x.l.Addr()
 		switch x.name {
 		case RecvOTLPGRPC:
-			s := r.newGRPCServer()
+			s := r.newGRPCServer(x.name)
 			registerOTLPTraces(s, r)
 			for _, fn := range r.extraGRPC {
 				fn(s)
 			}
 			r.serveGRPC(x.name, s, x.l)
 		case RecvJaegerGRPC:
-			s := r.newGRPCServer()
+			s := r.newGRPCServer(x.name)
 			registerJaeger(s, r)
 			r.serveGRPC(x.name, s, x.l)
 		case RecvOTLPHTTP:
-			r.serveHTTP(x.name, r.otlpHTTP, x.l)
+			r.serveHTTP(x.name, r.wrapHTTP(x.name, r.otlpHTTP), r.wrapListener(x.l))
 		case RecvJaegerHTTP:
-			r.serveHTTP(x.name, r.collector, x.l)
+			r.serveHTTP(x.name, r.wrapHTTP(x.name, r.collector), r.wrapListener(x.l))
 		case RecvZipkin:
-			r.serveHTTP(x.name, r.zipkin, x.l)
+			r.serveHTTP(x.name, r.wrapHTTP(x.name, r.zipkin), r.wrapListener(x.l))
 		}
-		r.log.Info("trace receiver listening", "receiver", x.name, "addr", x.l.Addr().String())
+		r.log.Info("trace receiver listening", "receiver", x.name, "addr", x.l.Addr().String(), "tls", r.tls != nil)
 	}
 	r.wg.Add(1)
 	go func() {
@@ -281,11 +285,11 @@ func (r *Receiver) Start(ctx context.Context) error {
 	return nil
 }
 
-func (r *Receiver) newGRPCServer() *grpc.Server {
-	return grpc.NewServer(
+func (r *Receiver) newGRPCServer(name string) *grpc.Server {
+	return grpc.NewServer(append([]grpc.ServerOption{
 		grpc.MaxRecvMsgSize(r.cfg.MaxRequestBytes),
 		grpc.ForceServerCodecV2(newRawCodec()),
-	)
+	}, r.grpcOptions(name)...)...)
 }
 
 func (r *Receiver) serveGRPC(name string, s *grpc.Server, l net.Listener) {

@@ -49,12 +49,15 @@ type ScenarioResult struct {
 	FalseAlarmsPerHour100 float64 // per hour per 100 edges on fault-free parts
 	MedianBuckets         float64
 	FalseAlarmList        []string
+	ByType                map[string]int // fired anomalies by type
 }
 
 // ScenarioConfig is the detector configuration for a scenario: defaults,
-// with the edge-learning period ending at the first fault.
+// with the edge-learning period ending at the first fault and the scenario's
+// declared call policies.
 func ScenarioConfig(sc *fixtures.Scenario) detect.Config {
 	cfg := detect.DefaultConfig()
+	cfg.Policies = policiesOf(sc)
 	first := time.Duration(0)
 	for _, f := range sc.Faults {
 		if first == 0 || f.Start.D() < first {
@@ -112,7 +115,10 @@ func RunScenario(sc *fixtures.Scenario, seed int64, cfg detect.Config) (*Scenari
 	}
 	g.Advance(origin.Add(dur + 2*Resolution))
 
-	res := &ScenarioResult{Scenario: sc.Name, Seed: seed, Duration: dur, Edges: len(edges), Anomalies: len(fired)}
+	res := &ScenarioResult{Scenario: sc.Name, Seed: seed, Duration: dur, Edges: len(edges), Anomalies: len(fired), ByType: map[string]int{}}
+	for i := range fired {
+		res.ByType[fired[i].Type]++
+	}
 	faults := sim.Faults()
 	matched := make([]bool, len(fired))
 	var ttds []float64
@@ -127,7 +133,7 @@ func RunScenario(sc *fixtures.Scenario, seed int64, cfg detect.Config) (*Scenari
 		}
 		radius := map[string]bool{f.TargetService: true}
 		walk(callers, f.TargetService, radius)
-		if f.Kind == fixtures.FaultTrafficDrop {
+		if f.Kind == fixtures.FaultTrafficDrop || f.Kind == fixtures.FaultTrafficSurge {
 			walk(callees, f.TargetService, radius)
 		}
 		if f.Kind == fixtures.FaultUnexpectedEdge {
@@ -224,6 +230,29 @@ func RunScenario(sc *fixtures.Scenario, seed int64, cfg detect.Config) (*Scenari
 	}
 	res.MedianBuckets = median(ttds)
 	return res, nil
+}
+
+// policiesOf turns the scenario's declared policies into detect policies
+// (services are apps in the workload view).
+func policiesOf(sc *fixtures.Scenario) []detect.Policy {
+	sel := func(e string) detect.Selector {
+		if k, ok := strings.CutPrefix(e, "kind:"); ok {
+			return detect.Selector{Kind: k}
+		}
+		return detect.Selector{App: e}
+	}
+	var out []detect.Policy
+	for _, p := range sc.Policies {
+		dp := detect.Policy{Name: p.Name, Source: detect.Selector{App: p.Source}}
+		for _, a := range p.Allow {
+			dp.Allow = append(dp.Allow, sel(a))
+		}
+		for _, d := range p.Deny {
+			dp.Deny = append(dp.Deny, sel(d))
+		}
+		out = append(out, dp)
+	}
+	return out
 }
 
 func followIncident(eng *detect.Engine, id string) (detect.Incident, bool) {

@@ -8,6 +8,7 @@
 //   POST /__mock/fault  turns the ratings fault on (anomaly + incident events)
 //   POST /__mock/tick   sends a delta now
 import http from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -32,12 +33,23 @@ const [largeN, largeM] = opt.large ? opt.large.split(',').map(Number) : [0, 0];
 let tick = 0;
 let fault = opt.fault;
 const clients = new Set();
+// Tokens and roles as auth/ has them: a token is exchanged for a session cookie.
+const TOKENS = { 'approver-token': { name: 'alice', role: 'approver' }, 'viewer-token': { name: 'ci-bot', role: 'viewer' } };
+const sessions = new Map();
+
+function principal(req) {
+  const m = /(?:^|;\s*)meshlens_session=([^;]+)/.exec(req.headers.cookie ?? '');
+  return m ? sessions.get(m[1]) ?? null : null;
+}
+
 const proposals = [{
-  id: 'p-1', kind: 'DestinationRule', title: 'Outlier detection for ratings', state: 'pending', createdAt: new Date(Date.now() - 120000).toISOString(),
+  id: 'p-1', title: 'Outlier detection for ratings', status: 'pending', createdAt: new Date(Date.now() - 120000).toISOString(),
+  expiresAt: new Date(Date.now() + 3600e3).toISOString(), createdBy: 'assistant:builtin', evidence: ['ratings: 35% of requests fail with 503 (UF)'],
   rationale: 'ratings returns 503 to 35% of calls; ejecting failing pods limits the damage while the cause is fixed.',
   yaml: 'apiVersion: networking.istio.io/v1\nkind: DestinationRule\nmetadata:\n  name: ratings\n  namespace: bookinfo\nspec:\n  host: ratings\n  trafficPolicy:\n    outlierDetection:\n      consecutive5xxErrors: 5\n      interval: 10s\n      baseEjectionTime: 30s\n',
   diff: '--- a/ratings\n+++ b/ratings\n+  trafficPolicy:\n+    outlierDetection:\n+      consecutive5xxErrors: 5\n',
 }];
+for (const p of proposals) p.sha256 = crypto.createHash('sha256').update(p.yaml).digest('hex');
 
 function graphFor(view, t = tick) {
   if (largeN) {
@@ -47,13 +59,18 @@ function graphFor(view, t = tick) {
   return bookinfo({ view, tick: t, fault, xss: opt.xss });
 }
 
+// In detect's shapes (detect/types.go): subjects and root causes are NodeRefs.
 function anomalyItems() {
   if (!fault) return { anomalies: [], incidents: [] };
-  const edge = 'workload|bookinfo|reviews-v2>workload|bookinfo|ratings-v1';
+  const ref = (w, app) => ({ id: `workload|bookinfo|${w}`, name: w, kind: 'workload', namespace: 'bookinfo', workload: w, app });
   const since = new Date(Date.now() - 90000).toISOString();
-  const a = { id: 'a-1', kind: 'error-rate', severity: 'critical', state: 'open', since, edge, node: 'workload|bookinfo|ratings-v1', score: 0.97, explanation: 'errors 35% vs baseline 0.05%' };
-  const inc = { id: 'i-1', kind: 'incident', title: 'ratings failing', severity: 'critical', state: 'open', since, nodes: ['workload|bookinfo|ratings-v1'], edges: [edge, 'workload|bookinfo|reviews-v3>workload|bookinfo|ratings-v1'], score: 0.97,
-    explanation: 'Calls to ratings fail with 503 (UF) from both callers.', rootCauses: [{ service: 'ratings', score: 0.82, explanation: 'both callers see 503s; ratings is the common callee' }, { service: 'reviews', score: 0.12, explanation: 'caller of ratings' }] };
+  const a = { id: 'an-1', type: 'error_rate', metric: 'errors.5xx', direction: 'up', state: 'firing', severity: 'critical', since,
+    subject: { kind: 'edge', source: ref('reviews-v2', 'reviews'), target: ref('ratings-v1', 'ratings'), protocol: 'http' },
+    observed: 0.35, baseline: 0.0005, unit: 'ratio', score: 42, summary: 'errors 35% vs baseline 0.05% on reviews-v2 -> ratings-v1', incidentId: 'in-1' };
+  const inc = { id: 'in-1', state: 'firing', severity: 'critical', start: since, title: 'ratings failing', anomalies: ['an-1'],
+    nodes: [ref('reviews-v2', 'reviews'), ref('reviews-v3', 'reviews'), ref('ratings-v1', 'ratings')],
+    rootCauses: [{ node: ref('ratings-v1', 'ratings'), score: 0.82, explained: false, explanation: 'both callers see 503s; ratings is the common callee', anomalies: ['an-1'] },
+      { node: ref('reviews-v2', 'reviews'), score: 0.12, explained: true, explanation: 'its errors are explained by ratings', anomalies: [] }] };
   return { anomalies: [a], incidents: [inc] };
 }
 
@@ -87,28 +104,54 @@ const server = http.createServer(async (req, res) => {
     return json(res, 200, { namespaces: [...new Set(g.elements.nodes.map((n) => n.data.namespace).filter(Boolean))].sort() });
   }
   if (p === '/api/v1/history') return json(res, 200, history({ fault }));
-  if (p === '/api/v1/anomalies') return json(res, 200, anomalyItems().anomalies);
-  if (p === '/api/v1/incidents') return json(res, 200, { items: anomalyItems().incidents });
+  if (p === '/api/v1/anomalies') return json(res, 200, { anomalies: anomalyItems().anomalies });
+  if (p === '/api/v1/incidents') return json(res, 200, { incidents: anomalyItems().incidents });
+  if (req.method === 'POST' && p.startsWith('/api/') && !req.headers['x-meshlens-csrf']) return json(res, 403, { error: 'missing X-Meshlens-Csrf header' });
+  if (p === '/api/v1/login' && req.method === 'POST') {
+    const body = await readBody(req);
+    const who = TOKENS[body.token];
+    if (!who) return json(res, 401, { error: 'authentication required' });
+    const sid = crypto.randomBytes(12).toString('hex');
+    sessions.set(sid, who);
+    res.setHeader('Set-Cookie', `meshlens_session=${sid}; Path=/; HttpOnly; SameSite=Strict`);
+    return json(res, 200, { name: who.name, role: who.role });
+  }
+  if (p === '/api/v1/logout' && req.method === 'POST') {
+    res.setHeader('Set-Cookie', 'meshlens_session=; Path=/; HttpOnly; Max-Age=0');
+    return json(res, 200, {});
+  }
+  if (p === '/api/v1/whoami') {
+    const who = principal(req);
+    return json(res, 200, who ? { ...who, method: 'session', authEnabled: true } : { name: 'anonymous', role: 'none', method: 'none', authEnabled: true });
+  }
   if (p === '/api/v1/chat' && req.method === 'POST') {
     const body = await readBody(req);
     if (!body.message) return json(res, 400, { error: 'message: required' });
     const answer = fault ? 'ratings is failing: 35% of its calls return 503 (UF), seen by reviews-v2 and reviews-v3.' : 'No service is failing right now; all edges are below 0.1% errors.';
-    return json(res, 200, { answer, links: fault ? [{ kind: 'node', id: 'workload|bookinfo|ratings-v1' }, { kind: 'incident', id: 'i-1' }] : [] });
+    return json(res, 200, { sessionId: body.sessionId, answer, engine: 'builtin', links: fault ? [{ kind: 'node', id: 'workload|bookinfo|ratings-v1', label: 'ratings-v1', view: 'workload' }, { kind: 'incident', id: 'in-1' }] : [], toolCalls: [], proposals: [] });
   }
-  if (p === '/api/v1/proposals') return json(res, 200, proposals);
+  if (p === '/api/v1/proposals') return json(res, 200, { proposals });
   const m = p.match(/^\/api\/v1\/proposals\/([^/]+)\/(approve|reject)$/);
   if (m && req.method === 'POST') {
-    if (req.headers.authorization !== 'Bearer approver') return json(res, 403, { error: 'approving needs the approver role' });
+    const who = principal(req);
+    if (!who) return json(res, 401, { error: 'authentication required' });
+    if (who.role !== 'approver') return json(res, 403, { error: `POST ${p} needs role approver; ${who.name} has ${who.role}` });
     const pr = proposals.find((x) => x.id === decodeURIComponent(m[1]));
     if (!pr) return json(res, 404, { error: 'no such proposal' });
-    pr.state = m[2] === 'approve' ? 'approved' : 'rejected';
+    const body = await readBody(req);
+    if (m[2] === 'approve' && body.sha256 !== pr.sha256) return json(res, 409, { error: 'sha256 does not match the proposal YAML' });
+    pr.status = m[2] === 'approve' ? 'approved' : 'rejected';
+    pr.decidedBy = who.name;
     return json(res, 200, pr);
   }
   if (p === '/__mock/drop') { for (const c of clients) c.conn.drop(); clients.clear(); return json(res, 200, {}); }
   if (p === '/__mock/fault') {
     fault = true;
     const { anomalies, incidents } = anomalyItems();
-    for (const c of clients) { c.conn.send({ type: 'anomaly', anomaly: anomalies[0] }); c.conn.send({ type: 'incident', incident: incidents[0] }); }
+    for (const c of clients) {
+      c.conn.send({ type: 'anomaly', payload: { action: 'fired', anomaly: anomalies[0] } });
+      c.conn.send({ type: 'incident', payload: { action: 'fired', incident: incidents[0] } });
+    }
     pushDelta();
     return json(res, 200, {});
   }

@@ -6,29 +6,86 @@ import { fmtAge, fmtPct, nameOfId } from './format.js';
 
 const SEV_ORDER = { critical: 0, high: 1, major: 1, warning: 2, medium: 2, minor: 3, low: 3, info: 4 };
 
-/** The graph ids an anomaly or incident concerns, whatever field names it uses. */
-export function involvedIds(a) {
-  const ids = new Set();
-  const add = (v) => { if (typeof v === 'string' && v) ids.add(v); else if (Array.isArray(v)) v.forEach(add); };
-  for (const k of ['node', 'nodeId', 'edge', 'edgeId', 'nodes', 'edges', 'nodeIds', 'edgeIds', 'elements']) add(a?.[k]);
-  for (const m of a?.anomalies ?? []) if (m && typeof m === 'object') involvedIds(m).forEach((x) => ids.add(x));
-  return [...ids];
-}
-
-/** Graph nodes a root-cause entry points at: by id, or by service/app/workload name. */
-export function rootCauseNodes(model, rc) {
-  if (!rc) return [];
-  if (rc.node && model.nodes.has(rc.node)) return [rc.node];
-  if (rc.id && model.nodes.has(rc.id)) return [rc.id];
-  const name = rc.service ?? rc.name;
-  if (!name) return [];
-  const [svc, ns] = String(name).split('.');
+/**
+ * Graph nodes a node reference stands for in the current view: by id when the
+ * views agree, else by name (namespace, workload, app, service), so that an
+ * anomaly found on workloads still lights up the app graph.
+ */
+export function refNodes(model, ref) {
+  if (!ref) return [];
+  if (typeof ref === 'string') {
+    if (model.nodes.has(ref)) return [ref];
+    ref = { name: ref };
+  }
+  if (ref.id && model.nodes.has(ref.id)) return [ref.id];
+  const [short, nsFromName] = String(ref.name ?? '').split('.');
+  const ns = ref.namespace ?? nsFromName;
+  const names = new Set([ref.workload, ref.app, ref.service, ref.name, short].filter(Boolean));
+  if (!names.size) return [];
   const out = [];
   for (const n of model.nodes.values()) {
     if (ns && n.namespace && n.namespace !== ns) continue;
-    if ([n.service, n.app, n.workload, n.label].some((v) => v && (v === name || v === svc || String(v).split('.')[0] === svc))) out.push(n.id);
+    if (ref.workload && n.workload && n.workload !== ref.workload && model.view === 'workload') continue;
+    const cand = [n.workload, n.app, n.service, n.label];
+    if (cand.some((v) => v && (names.has(v) || names.has(String(v).split('.')[0])))) out.push(n.id);
   }
   return out;
+}
+
+/** Graph edges between the nodes two references stand for. */
+function refEdges(model, src, dst, protocol) {
+  if (src?.id && dst?.id) {
+    const id = `${src.id}>${dst.id}>${protocol ?? 'http'}`;
+    if (model.edges.has(id)) return [id];
+  }
+  const a = new Set(refNodes(model, src)), b = new Set(refNodes(model, dst));
+  const out = [];
+  for (const e of model.edges.values()) if (a.has(e.source) && b.has(e.target)) out.push(e.id);
+  return out;
+}
+
+/**
+ * The graph ids (nodes and edges of the current view) an anomaly or incident
+ * concerns. Understands detect's shapes (subject with NodeRefs; incidents
+ * with nodes and member anomaly ids) and plain id fields.
+ */
+export function involvedIds(a, model = null, byId = new Map()) {
+  const ids = new Set();
+  const add = (v) => {
+    if (v == null) return;
+    if (Array.isArray(v)) { v.forEach(add); return; }
+    if (typeof v === 'object') { if (model) refNodes(model, v).forEach((x) => ids.add(x)); else if (v.id) ids.add(v.id); return; }
+    if (typeof v === 'string' && v) { if (model && !model.nodes.has(v) && !model.edges.has(v)) refNodes(model, v).forEach((x) => ids.add(x)); else ids.add(v); }
+  };
+  for (const k of ['node', 'nodeId', 'edge', 'edgeId', 'nodes', 'edges', 'nodeIds', 'edgeIds', 'elements']) add(a?.[k]);
+  const sub = a?.subject;
+  if (sub && typeof sub === 'object') {
+    if (sub.source && sub.target) {
+      if (model) refEdges(model, sub.source, sub.target, sub.protocol).forEach((x) => ids.add(x));
+      else ids.add(`${sub.source.id}>${sub.target.id}>${sub.protocol ?? 'http'}`);
+      add(sub.source); add(sub.target);
+    }
+    add(sub.node);
+  }
+  for (const m of a?.anomalies ?? []) {
+    const member = typeof m === 'string' ? byId.get(m) : m;
+    if (member && typeof member === 'object') involvedIds(member, model, byId).forEach((x) => ids.add(x));
+  }
+  return [...ids];
+}
+
+/** Graph nodes a root-cause entry points at: {node: NodeRef} from detect, or a service name. */
+export function rootCauseNodes(model, rc) {
+  if (!rc) return [];
+  if (rc.node) return refNodes(model, rc.node);
+  if (rc.id && model.nodes.has(rc.id)) return [rc.id];
+  const name = rc.service ?? rc.name;
+  return name ? refNodes(model, { name: String(name) }) : [];
+}
+
+/** The name a root-cause entry is shown with. */
+function rootCauseName(rc) {
+  return rc.node?.name ?? rc.service ?? rc.name ?? (typeof rc.node === 'string' ? nameOfId(rc.node) : '?');
 }
 
 export class Anomalies {
@@ -62,20 +119,42 @@ export class Anomalies {
 
   /** An event from the live feed. */
   push(msg) {
-    const item = msg.payload ?? msg.incident ?? msg.anomaly ?? msg.item ?? msg;
-    this._put(msg.type, item);
+    // detect's changes come as {type, payload: {action, anomaly | incident}}.
+    const p = msg.payload ?? msg;
+    if (p.incident) this._put('incident', p.incident);
+    else if (p.anomaly) this._put('anomaly', p.anomaly);
+    else if (msg.item) this._put(msg.type, msg.item);
+    else if (p.id) this._put(msg.type, p);
     this._render();
+    if (this.selected) this.reapplyHighlight();
   }
 
   _put(type, it) {
     if (!it || typeof it !== 'object') return;
+    if (it.mergedInto) { this.items.delete(type + ':' + it.id); return; } // shown as part of the other incident
     const id = it.id ?? JSON.stringify([it.kind, it.node, it.edge, it.since]);
     this.items.set(type + ':' + id, { ...it, _type: type, _key: type + ':' + id });
   }
 
   /** Open anomalies and incidents that concern a graph element. */
   involving(id) {
-    return [...this.items.values()].filter((a) => !isResolved(a) && involvedIds(a).includes(id));
+    return [...this.items.values()].filter((a) => !isResolved(a) && this._involved(a).includes(id));
+  }
+
+  _involved(it) {
+    const byId = new Map();
+    for (const x of this.items.values()) if (x._type === 'anomaly') byId.set(x.id, x);
+    return involvedIds(it, this.model, byId);
+  }
+
+  /** Selects an incident or anomaly by id (from a chat link), loading the list first if needed. */
+  async open(type, id) {
+    const key = type + ':' + id;
+    if (!this.items.has(key)) await this.load();
+    if (!this.items.has(key)) return;
+    this.selected = null;
+    this._choose(this.items.get(key));
+    this.el.querySelector('.anomaly.chosen')?.scrollIntoView({ block: 'nearest' });
   }
 
   clearSelection() {
@@ -93,7 +172,7 @@ export class Anomalies {
 
   _highlight(it) {
     const roots = (it.rootCauses ?? []).slice(0, 1).flatMap((rc) => rootCauseNodes(this.model, rc));
-    this.highlightFn(involvedIds(it), roots);
+    this.highlightFn(this._involved(it), roots);
   }
 
   _choose(it) {
@@ -109,7 +188,7 @@ export class Anomalies {
     if (badge) { badge.hidden = open.length === 0; badge.textContent = String(open.length); }
     const all = [...this.items.values()].sort((a, b) =>
       (isResolved(a) - isResolved(b)) || (a._type === b._type ? 0 : a._type === 'incident' ? -1 : 1)
-      || ((SEV_ORDER[a.severity] ?? 5) - (SEV_ORDER[b.severity] ?? 5)) || (Date.parse(b.since ?? 0) - Date.parse(a.since ?? 0)));
+      || ((SEV_ORDER[a.severity] ?? 5) - (SEV_ORDER[b.severity] ?? 5)) || (Date.parse(since(b) ?? 0) - Date.parse(since(a) ?? 0)));
     if (all.length === 0) {
       const na = this.status.incidents === 'n/a' && this.status.anomalies === 'n/a';
       const err = [this.status.incidents, this.status.anomalies].find((s) => s !== 'ok' && s !== 'n/a' && s !== 'loading');
@@ -123,13 +202,13 @@ export class Anomalies {
 
   _item(it) {
     const chosen = this.selected === it._key;
-    const ids = involvedIds(it);
-    const what = ids.slice(0, 3).map((id) => this._name(id)).join(', ') + (ids.length > 3 ? ` +${ids.length - 3}` : '');
+    const ids = this._involved(it).filter((id) => this.model.edges.has(id) || it._type === 'incident' || !String(id).includes('>'));
+    const what = subjectText(it) ?? (ids.slice(0, 3).map((id) => this._name(id)).join(', ') + (ids.length > 3 ? ` +${ids.length - 3}` : ''));
     return h('li', { class: 'anomaly' + (chosen ? ' chosen' : '') + (isResolved(it) ? ' resolved' : ''), dataset: { key: it._key } },
       h('button', { type: 'button', class: 'anomaly-head', onclick: () => this._choose(it) },
         h('span', { class: 'sev ' + (it.severity ?? 'info') }, it.severity ?? 'info'),
-        h('span', { class: 'anomaly-kind' }, (it._type === 'incident' ? 'Incident · ' : '') + (it.title ?? it.kind ?? 'anomaly')),
-        h('span', { class: 'muted right' }, it.since ? fmtAge(it.since) : '')),
+        h('span', { class: 'anomaly-kind' }, (it._type === 'incident' ? 'Incident · ' : '') + (it.title ?? kindText(it))),
+        h('span', { class: 'muted right', title: since(it) ?? '' }, since(it) ? fmtAge(since(it)) : '')),
       h('div', { class: 'anomaly-sub muted' }, what || '–', it.state ? ` · ${it.state}` : ''),
       chosen ? this._detail(it) : null);
   }
@@ -146,13 +225,13 @@ export class Anomalies {
     const rcs = it.rootCauses ?? [];
     const max = Math.max(1e-9, ...rcs.map((r) => r.score ?? 0));
     return h('div', { class: 'anomaly-detail' },
-      it.explanation ? h('p', {}, it.explanation) : null,
+      (it.explanation ?? it.summary) ? h('p', {}, it.explanation ?? it.summary) : null,
       it.score != null ? h('p', { class: 'muted' }, `Score ${Number(it.score).toFixed(2)}`) : null,
       rcs.length ? [h('h4', {}, 'Likely root cause'), h('ol', { class: 'rootcauses' }, rcs.map((rc, i) => {
         const nodes = rootCauseNodes(this.model, rc);
         return h('li', { class: i === 0 ? 'top' : '' },
           h('div', { class: 'rc-row' },
-            nodes.length ? h('button', { type: 'button', class: 'link', onclick: () => this.selectFn({ kind: 'node', id: nodes[0] }) }, rc.service ?? rc.name ?? nodes[0]) : h('strong', {}, rc.service ?? rc.name ?? '?'),
+            nodes.length ? h('button', { type: 'button', class: 'link', onclick: () => this.selectFn({ kind: 'node', id: nodes[0] }) }, rootCauseName(rc)) : h('strong', {}, rootCauseName(rc)),
             h('span', { class: 'score-bar' }, h('span', { style: { width: `${Math.max(4, ((rc.score ?? 0) / max) * 100)}%` } })),
             h('span', { class: 'mono muted' }, rc.score != null ? (rc.score <= 1 ? fmtPct(rc.score) : Number(rc.score).toFixed(2)) : '')),
           rc.explanation ? h('p', { class: 'muted' }, rc.explanation) : null);
@@ -162,4 +241,22 @@ export class Anomalies {
 
 function isResolved(a) {
   return a.state === 'resolved' || a.state === 'closed' || !!a.resolvedAt;
+}
+
+function since(a) {
+  return a.since ?? a.start ?? a.firedAt ?? null;
+}
+
+/** "latency p95 up", "errors.5xx up", "edge new" ... from detect's type/metric/direction. */
+function kindText(a) {
+  if (a.type || a.metric) return [a.type?.replace(/_/g, ' '), a.metric && a.metric !== a.type ? a.metric : null, a.direction].filter(Boolean).join(' · ');
+  return a.kind ?? 'anomaly';
+}
+
+function subjectText(a) {
+  const s = a.subject;
+  if (!s || typeof s !== 'object') return null;
+  if (s.source && s.target) return `${s.source.name ?? nameOfId(s.source.id)} → ${s.target.name ?? nameOfId(s.target.id)}`;
+  if (s.node) return `${s.node.name ?? nameOfId(s.node.id)}${s.kind === 'node_in' ? ' (inbound)' : s.kind === 'node_out' ? ' (outbound)' : ''}`;
+  return null;
 }

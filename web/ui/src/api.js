@@ -26,29 +26,36 @@ export async function errorMessage(res) {
   }
   if (typeof msg !== 'string') msg = String(msg);
   const base = res.status === 404 ? 'not available on this server'
-    : res.status === 401 || res.status === 403 ? 'not allowed'
+    : res.status === 401 ? 'sign in required' : res.status === 403 ? 'not allowed'
       : `request failed (HTTP ${res.status})`;
   return msg ? `${base}: ${msg}` : base;
 }
 
-function authHeaders() {
-  let token = null;
-  try { token = localStorage.getItem('meshlens.token'); } catch { /* storage disabled */ }
-  return token ? { Authorization: `Bearer ${token}` } : {};
-}
+// The server refuses browser writes without this header (a cross-site form
+// cannot set it); the session itself is an HttpOnly cookie set by /api/v1/login.
+const CSRF = { 'X-Meshlens-Csrf': '1' };
+
+/** Called with every 401, so the page can offer to sign in. */
+let onUnauthorized = null;
+export function setUnauthorizedHandler(fn) { onUnauthorized = fn; }
 
 async function request(method, path, body) {
   let res;
   try {
     res = await fetch(path, {
       method,
-      headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...authHeaders() },
+      credentials: 'same-origin',
+      headers: { Accept: 'application/json', ...(body !== undefined ? { 'Content-Type': 'application/json' } : {}), ...(method !== 'GET' ? CSRF : {}) },
       body: body !== undefined ? JSON.stringify(body) : undefined,
     });
   } catch {
     throw new ApiError('cannot reach the meshlens server', 0);
   }
-  if (!res.ok) throw new ApiError(await errorMessage(res), res.status);
+  if (!res.ok) {
+    const err = new ApiError(await errorMessage(res), res.status);
+    if (res.status === 401 && !path.startsWith('/api/v1/login')) onUnauthorized?.(err);
+    throw err;
+  }
   if (res.status === 204) return null;
   try {
     return await res.json();
@@ -76,7 +83,10 @@ export const api = {
   diff: ({ from, to, view }) => request('GET', '/api/v1/graph/diff' + qs({ from, to, view })),
   chat: (sessionId, message) => request('POST', '/api/v1/chat', { sessionId, message }),
   proposals: () => request('GET', '/api/v1/proposals'),
-  decide: (id, decision) => request('POST', `/api/v1/proposals/${encodeURIComponent(id)}/${decision}`, {}),
+  decide: (id, decision, body = {}) => request('POST', `/api/v1/proposals/${encodeURIComponent(id)}/${decision}`, body),
+  whoami: () => request('GET', '/api/v1/whoami'),
+  login: (token) => request('POST', '/api/v1/login', { token }),
+  logout: () => request('POST', '/api/v1/logout', {}),
 };
 
 /** Lists come either bare or wrapped ({items: []}, {anomalies: []}, ...). */

@@ -12,10 +12,10 @@ function newSession() {
 }
 
 export class Chat {
-  constructor(el, { model, select, showTab, toast }) {
+  constructor(el, { model, goto, showTab, toast }) {
     this.el = el;
     this.model = model;
-    this.selectFn = select;
+    this.goto = goto;
     this.showTab = showTab;
     this.toast = toast;
     this.sessionId = newSession();
@@ -47,7 +47,10 @@ export class Chat {
     this._renderLog();
     try {
       const r = await api.chat(this.sessionId, text);
-      this.messages.push({ role: 'assistant', text: String(r?.answer ?? ''), links: Array.isArray(r?.links) ? r.links : [] });
+      const proposals = Array.isArray(r?.proposals) ? r.proposals : [];
+      const links = [...(Array.isArray(r?.links) ? r.links : []), ...proposals.map((p) => ({ kind: 'proposal', id: p.id, label: p.title }))];
+      this.messages.push({ role: 'assistant', text: String(r?.answer ?? ''), links, engine: r?.engine, fallback: r?.fallback });
+      if (proposals.length) this.onProposals?.();
     } catch (err) {
       this.messages.push({ role: 'error', text: err.notAvailable ? 'The assistant is not available on this server.' : `The assistant could not answer: ${err.message}` });
     } finally {
@@ -67,6 +70,7 @@ export class Chat {
     }
     render(this.log, this.messages.map((m) => h('div', { class: 'msg ' + m.role },
       h('div', { class: 'msg-text' }, m.text),
+      m.fallback ? h('div', { class: 'msg-meta muted' }, `answered by the built-in engine: ${m.fallback}`) : null,
       m.links?.length ? h('div', { class: 'chips' }, m.links.map((l) => this._link(l))) : null)),
     this.busy ? h('div', { class: 'msg assistant pending' }, h('div', { class: 'msg-text muted' }, 'Thinking…')) : null);
     this.log.scrollTop = this.log.scrollHeight;
@@ -78,9 +82,8 @@ export class Chat {
     const label = l?.label ?? this.model.nodes.get(id)?.label ?? nameOfId(id);
     return h('button', { type: 'button', class: 'chip link-chip', title: `${kind} ${id}`, onclick: () => {
       if (kind === 'node' || kind === 'edge') {
-        if (!this.model.nodes.has(id) && !this.model.edges.has(id)) { this.toast('That element is not in the current graph view.', 'info'); return; }
-        this.selectFn({ kind, id });
-      } else if (kind === 'incident' || kind === 'anomaly') this.showTab('anomalies');
+        if (!this.goto(kind, id, l?.view)) this.toast('That element is not in the current graph.', 'info');
+      } else if (kind === 'incident' || kind === 'anomaly') { this.showTab('anomalies'); this.openAnomaly?.(kind, id); }
       else if (kind === 'proposal') this.showTab('proposals');
     } }, `${kind}: ${label}`);
   }

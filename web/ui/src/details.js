@@ -185,7 +185,7 @@ export class Details {
     const list = this.anomaliesFor(id);
     if (!list.length) return [h('h3', {}, 'Anomalies'), h('p', { class: 'muted' }, 'None open.')];
     return [h('h3', {}, `Anomalies (${list.length})`), h('ul', { class: 'plain' }, list.map((a) =>
-      h('li', {}, h('span', { class: 'sev ' + (a.severity ?? 'info') }, a.severity ?? 'info'), ' ', a.kind ?? 'anomaly', ' ',
-        h('span', { class: 'muted' }, a.since ? fmtAge(a.since) + ' ago' : ''))))];
+      h('li', {}, h('span', { class: 'sev ' + (a.severity ?? 'info') }, a.severity ?? 'info'), ' ', a.title || a.summary || [a.type, a.metric, a.direction].filter(Boolean).join(' ') || a.kind || 'anomaly', ' ',
+        h('span', { class: 'muted' }, (a.since ?? a.start) ? fmtAge(a.since ?? a.start) + ' ago' : ''))))];
   }
 }

@@ -4,7 +4,8 @@ import { GraphModel, edgeLabel, visibleSet } from './model.js';
 import { healthOf, nodeHealth, DEFAULT_THRESHOLDS, parseThresholds } from './health.js';
 import { LiveFeed, liveURL } from './live.js';
 import { Topology, NODE_KINDS, defaultGroups } from './topology.js';
-import { api, ApiError } from './api.js';
+import { api, ApiError, setUnauthorizedHandler } from './api.js';
+import { Session } from './session.js';
 import { h, render } from './dom.js';
 import { Details } from './details.js';
 import { Anomalies } from './anomalies.js';
@@ -38,7 +39,7 @@ const state = {
 };
 
 // Exposed for the browser tests and the benchmark; read-only use.
-const perf = { snapshots: 0, deltas: 0, firstRenderMs: null, lastSyncMs: null, syncMs: [], updateMs: [], layouts: 0 };
+const perf = { liveStates: [], snapshots: 0, deltas: 0, firstRenderMs: null, lastSyncMs: null, syncMs: [], updateMs: [], layouts: 0 };
 
 const model = new GraphModel();
 let topo;
@@ -121,6 +122,8 @@ function onSnapshot(graph, received = performance.now()) {
   if (perf.firstRenderMs == null && firstPending == null) firstPending = received;
   model.loadSnapshot(graph);
   redraw(undefined);
+  const want = state.pendingSelect;
+  if (want && (model.nodes.has(want.id) || model.edges.has(want.id))) { state.pendingSelect = null; select(want); }
 }
 
 function onLive(msg, received) {
@@ -159,6 +162,7 @@ function setLiveState(s) {
   const btn = $('live-status');
   const shown = state.replaying ? 'replay' : s === 'live' && state.paused ? 'paused' : s;
   btn.dataset.state = shown;
+  if (perf.liveStates.at(-1) !== shown) { perf.liveStates.push(shown); if (perf.liveStates.length > 50) perf.liveStates.shift(); }
   const text = { live: 'Live', paused: 'Paused', connecting: 'Connecting…', reconnecting: 'Reconnecting…', replay: 'Replay', idle: 'Offline' }[shown] ?? shown;
   btn.querySelector('.text').textContent = text;
   btn.title = shown === 'live' ? 'Live updates on: click to pause' : shown === 'paused' ? 'Paused: click to resume' : text;
@@ -225,6 +229,20 @@ async function loadNamespaces() {
   } catch { /* the graph's own namespaces are enough */ }
 }
 
+/** Shows a graph element, switching to the view its id belongs to when needed. */
+function gotoElement(kind, id, view) {
+  if (model.nodes.has(id) || model.edges.has(id)) { select({ kind, id }); return true; }
+  if (view && view !== state.view && !state.replaying) {
+    state.pendingSelect = { kind, id };
+    state.view = view;
+    $('view').value = view;
+    select(null);
+    settingsChanged();
+    return true;
+  }
+  return false;
+}
+
 function select(sel) {
   state.selected = sel;
   topo.select(sel?.id);
@@ -233,7 +251,10 @@ function select(sel) {
 }
 
 function showTab(name) {
-  document.querySelectorAll('.tabs [data-tab]').forEach((b) => b.classList.toggle('active', b.dataset.tab === name));
+  document.querySelectorAll('.tabs [data-tab]').forEach((b) => {
+    b.classList.toggle('active', b.dataset.tab === name);
+    b.setAttribute('aria-selected', String(b.dataset.tab === name));
+  });
   document.querySelectorAll('[data-panel]').forEach((p) => { p.hidden = p.dataset.panel !== name; });
   ({ anomalies, changes, chat, proposals })[name]?.activate?.();
 }
@@ -257,8 +278,16 @@ function buildLegend() {
 const details = new Details($('tab-details'), { model, state, select: (s) => select(s), anomaliesFor: (id) => anomalies.involving(id) });
 const anomalies = new Anomalies($('tab-anomalies'), { model, state, highlight: (ids, roots) => topo.highlight(ids, roots), select: (s) => select(s), toast });
 const changes = new Changes($('tab-changes'), { model, state, highlight: (ids) => topo.highlight(ids), toast });
-const chat = new Chat($('tab-chat'), { model, state, select: (s) => select(s), showTab, toast });
-const proposals = new Proposals($('tab-proposals'), { toast });
+const chat = new Chat($('tab-chat'), { model, state, goto: gotoElement, showTab, toast });
+chat.onProposals = () => proposals.load();
+chat.openAnomaly = (kind, id) => anomalies.open(kind, id);
+const session = new Session({
+  root: $('user'), button: $('user-btn'), menu: $('user-menu'), toast,
+  // A new identity: the feed reconnects with the new cookie, panels reload.
+  onChange: () => { feed.stop(); feed.start(); anomalies.load(); proposals.load(); },
+});
+setUnauthorizedHandler(() => session.required());
+const proposals = new Proposals($('tab-proposals'), { toast, session });
 const replay = new Replay({
   slider: $('replay-slider'), play: $('replay-play'), speed: $('replay-speed'), time: $('replay-time'), live: $('replay-live'), msg: $('replay-msg'),
   state,
@@ -328,7 +357,7 @@ function init() {
   });
   details.show(null);
   window.__meshlens = {
-    model, state, perf, get cy() { return topo.cy; }, get topo() { return topo; },
+    model, state, perf, anomalies, get cy() { return topo.cy; }, get topo() { return topo; },
     center: (id) => topo.renderedCenter(id),
     select: (id) => select(model.edges.has(id) ? { kind: 'edge', id } : { kind: 'node', id }),
   };
@@ -336,6 +365,7 @@ function init() {
   expectSnapshot(1500);
   anomalies.load();
   loadNamespaces();
+  session.load();
 }
 
 init();

@@ -21,6 +21,7 @@ export class GraphModel {
     this.view = graph.view ?? this.view;
     this.start = graph.start ?? null;
     this.end = graph.end ?? graph.timestamp ?? null;
+    for (const ns of graph.namespaces ?? []) if (ns) this.namespaces.add(ns);
     const els = graph.elements ?? {};
     for (const n of els.nodes ?? []) this._putNode(n.data ?? n);
     for (const e of els.edges ?? []) this._putEdge(e.data ?? e);

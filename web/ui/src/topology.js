@@ -226,23 +226,40 @@ export class Topology {
     return false;
   }
 
+  // New nodes go into the column of their siblings (other callees of the same
+  // caller, or other callers of the same callee), below them, on a free spot;
+  // nothing already drawn moves.
   _placeNew() {
     const cy = this.cy;
-    const bb = cy.nodes().not(':parent').boundingBox();
+    const leaves = cy.nodes().not(':parent').filter((n) => !n.data('ns'));
+    const known = (m) => this.positions.has(m.id());
+    const taken = leaves.filter(known).map((m) => m.position());
+    const free = (x, y) => taken.every((p) => Math.abs(p.x - x) > 60 || Math.abs(p.y - y) > 55);
+    const bb = leaves.filter(known).boundingBox();
     let slot = 0;
-    cy.nodes().not(':parent').forEach((n) => {
-      if (this.positions.has(n.id())) return;
-      const placed = n.neighborhood('node').filter((m) => this.positions.has(m.id()));
-      let pos;
-      if (placed.nonempty()) {
-        const m = placed[0];
-        const dir = n.edgesTo(m).nonempty() ? -1 : 1; // callers to the left, callees to the right
-        const mp = m.position();
-        pos = { x: mp.x + dir * 150, y: mp.y + (Math.random() - 0.5) * 120 };
+    leaves.forEach((n) => {
+      if (known(n)) return;
+      let x, y;
+      const callers = n.incomers('node').filter(known), callees = n.outgoers('node').filter(known);
+      const anchor = callers.nonempty() ? callers[0] : callees.nonempty() ? callees[0] : null;
+      if (anchor) {
+        const dir = callers.nonempty() ? 1 : -1;
+        const sibs = (dir > 0 ? anchor.outgoers('node') : anchor.incomers('node')).filter((m) => m !== n && known(m));
+        if (sibs.nonempty()) {
+          x = sibs[0].position('x');
+          y = Math.max(...sibs.map((m) => m.position('y'))) + 70;
+        } else {
+          x = anchor.position('x') + dir * 180;
+          y = anchor.position('y');
+        }
       } else {
-        pos = { x: (Number.isFinite(bb.x2) ? bb.x2 : 0) + 120, y: (Number.isFinite(bb.y1) ? bb.y1 : 0) + 60 * slot++ };
+        x = (Number.isFinite(bb.x2) ? bb.x2 : 0) + 160;
+        y = (Number.isFinite(bb.y1) ? bb.y1 : 0) + 70 * slot++;
       }
+      for (let i = 0; i < 200 && !free(x, y); i++) y += 70;
+      const pos = { x, y };
       n.position(pos);
+      taken.push(pos);
       this.positions.set(n.id(), { ...pos });
     });
   }

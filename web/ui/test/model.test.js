@@ -134,3 +134,30 @@ test('a real graph response loads and maps root causes to its ids', () => {
   const vis = visibleSet(m, { namespaces: new Set(['default']) });
   assert.ok(vis.nodes.size >= 5, 'bookinfo is in the default namespace');
 });
+
+// Shapes of detect's API (detect/types.go): subject NodeRefs, incidents with
+// member anomaly ids and rootCauses[].node.
+test('detect anomalies and incidents map onto the graph of any view', () => {
+  const demo = JSON.parse(fs.readFileSync(new URL('./testdata/demo-workload.json', import.meta.url)));
+  const m = new GraphModel();
+  m.loadSnapshot(demo);
+  const ref = (w, app, v) => ({ id: `workload|Kubernetes|default|${w}|${app}|${v}|`, name: w, kind: 'workload', namespace: 'default', workload: w, app, version: v });
+  const R2 = ref('reviews-v2', 'reviews', 'v2'), RT = ref('ratings-v1', 'ratings', 'v1');
+  const edgeId = `${R2.id}>${RT.id}>http`;
+  const anomaly = { id: 'an-1', type: 'error_rate', metric: 'errors.5xx', direction: 'up', subject: { kind: 'edge', source: R2, target: RT, protocol: 'http' }, state: 'firing', severity: 'critical' };
+  assert.deepEqual(involvedIds(anomaly, m).sort(), [edgeId, R2.id, RT.id].sort());
+  const incident = { id: 'in-1', anomalies: ['an-1'], nodes: [RT], rootCauses: [{ node: RT, score: 0.9 }] };
+  assert.deepEqual(involvedIds(incident, m, new Map([['an-1', anomaly]])).sort(), [edgeId, R2.id, RT.id].sort());
+  assert.deepEqual(rootCauseNodes(m, incident.rootCauses[0]), [RT.id]);
+
+  // The same incident seen from the app graph: ids differ, names match.
+  const app = new GraphModel();
+  app.loadSnapshot({ view: 'app', elements: {
+    nodes: [{ data: { id: 'workload|Kubernetes|default||reviews||', label: 'reviews', namespace: 'default', app: 'reviews' } },
+      { data: { id: 'workload|Kubernetes|default||ratings||', label: 'ratings', namespace: 'default', app: 'ratings' } }],
+    edges: [{ data: { id: 'workload|Kubernetes|default||reviews||>workload|Kubernetes|default||ratings||>http', source: 'workload|Kubernetes|default||reviews||', target: 'workload|Kubernetes|default||ratings||' } }] } });
+  assert.deepEqual(rootCauseNodes(app, incident.rootCauses[0]), ['workload|Kubernetes|default||ratings||']);
+  assert.ok(involvedIds(anomaly, app).includes('workload|Kubernetes|default||reviews||>workload|Kubernetes|default||ratings||>http'));
+  // A different namespace does not match.
+  assert.deepEqual(rootCauseNodes(app, { node: { ...RT, id: 'x', namespace: 'other' } }), []);
+});

@@ -1,0 +1,221 @@
+package detect
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+)
+
+// BaseRates learns how often each node is blamed by anomalies: time is cut
+// into slots, and a node's base rate is the share of active slots (slots in
+// which anything fired) in which it was blamed too. A service that is
+// anomalous in most slots — chronically noisy, or degrading all day — is weak
+// evidence when it shows up in yet another incident.
+type BaseRates struct {
+	mu    sync.Mutex
+	slot  time.Duration
+	keep  int
+	slots map[int64]map[string]bool // slot index -> blamed nodes
+	order []int64                   // active slots, oldest first
+}
+
+// NewBaseRates keeps the last keep active slots of width slot.
+func NewBaseRates(slot time.Duration, keep int) (*BaseRates, error) {
+	if slot <= 0 || keep < 1 {
+		return nil, fmt.Errorf("detect base rates: slot %s and keep %d must be positive", slot, keep)
+	}
+	return &BaseRates{slot: slot, keep: keep, slots: map[int64]map[string]bool{}}, nil
+}
+
+// Attach records every anomaly e fires from now on; cancel stops it.
+func (b *BaseRates) Attach(e *Engine) (cancel func()) {
+	return e.Subscribe(func(c Change) {
+		if c.Action == "fired" && c.Anomaly != nil {
+			b.Record(c.Anomaly)
+		}
+	})
+}
+
+// Record counts one fired anomaly for the nodes it blames.
+func (b *BaseRates) Record(a *Anomaly) {
+	ids, ws := blame(a)
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	k := a.FiredAt.UnixNano() / int64(b.slot)
+	m := b.slots[k]
+	if m == nil {
+		m = map[string]bool{}
+		b.slots[k] = m
+		i, _ := slices.BinarySearch(b.order, k)
+		b.order = slices.Insert(b.order, i, k)
+		for len(b.order) > b.keep {
+			delete(b.slots, b.order[0])
+			b.order = b.order[1:]
+		}
+	}
+	for i, id := range ids {
+		// Weak blame (a caller's outbound errors) is not the node's own noise.
+		if ws == nil || ws[i] >= 0.5 {
+			m[id] = true
+		}
+	}
+}
+
+// Rate is the share of active slots ending before t in which node was
+// blamed, and how many active slots that is out of.
+func (b *BaseRates) Rate(node string, before time.Time) (rate float64, slots int) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	lim := before.UnixNano() / int64(b.slot)
+	hit := 0
+	for _, k := range b.order {
+		if k >= lim {
+			break
+		}
+		slots++
+		if b.slots[k][node] {
+			hit++
+		}
+	}
+	if slots == 0 {
+		return 0, 0
+	}
+	return float64(hit) / float64(slots), slots
+}
+
+// RecentRankConfig tunes RankRecent.
+type RecentRankConfig struct {
+	// Recent: only anomalies fired within this long before the ranking time
+	// count; older ones of a long-lived incident are stale.
+	Recent time.Duration
+	// Noise, when set, discounts each node's score by exp(-NoiseWeight *
+	// base rate), learned from slots before the recent window.
+	Noise       *BaseRates
+	NoiseWeight float64
+	// MinSlots: below this many learned slots no discount applies.
+	MinSlots int
+}
+
+// DefaultRecentRankConfig ranks the last 10 minutes with a noise discount
+// once 8 active slots are known.
+func DefaultRecentRankConfig(noise *BaseRates) RecentRankConfig {
+	return RecentRankConfig{Recent: 10 * time.Minute, Noise: noise, NoiseWeight: 2.5, MinSlots: 8}
+}
+
+// RankRecent ranks the root causes of an incident at time at from its
+// anomalies fired within cfg.Recent before at, the way the incident ranking
+// does (blame weights, callee explanation), with chronically noisy nodes
+// discounted. It is the view of "what broke now" of a long, merged incident.
+// An empty incidentID ranks every anomaly fired in the window: the suspects
+// of the moment across incidents.
+func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfig) ([]RootCause, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	from := at.Add(-cfg.Recent)
+	var members []string
+	if incidentID == "" {
+		// Every anomaly fired in the window, whatever incident it joined.
+		var as []*Anomaly
+		for _, a := range e.byID {
+			if !a.FiredAt.Before(from) && !a.FiredAt.After(at) {
+				as = append(as, a)
+			}
+		}
+		slices.SortFunc(as, func(a, b *Anomaly) int {
+			if c := a.Since.Compare(b.Since); c != 0 {
+				return c
+			}
+			return strings.Compare(a.ID, b.ID)
+		})
+		for _, a := range as {
+			members = append(members, a.ID)
+		}
+	} else {
+		inc, ok := e.inc.byID[incidentID]
+		if !ok {
+			return nil, fmt.Errorf("rank incident %s: %w", incidentID, ErrNotFound)
+		}
+		members = inc.Anomalies
+	}
+	type acc struct {
+		ref        NodeRef
+		best, sum  float64
+		top        *Anomaly
+		since      time.Time
+		prop       bool
+		ids        []string
+		rate       float64
+		discounted bool
+	}
+	nodes := map[string]*acc{}
+	var order []string
+	for _, id := range members {
+		a := e.byID[id]
+		if a == nil || a.FiredAt.Before(from) || a.FiredAt.After(at) {
+			continue
+		}
+		ids, ws := blame(a)
+		for i, nid := range ids {
+			n := nodes[nid]
+			if n == nil {
+				n = &acc{ref: refFor(a, nid), since: a.Since}
+				nodes[nid] = n
+				order = append(order, nid)
+			}
+			w := 1.0
+			if ws != nil {
+				w = ws[i]
+			}
+			s := w * strength(a)
+			if n.top == nil || s > n.best {
+				if n.top != nil {
+					n.sum += n.best
+				}
+				n.best, n.top = s, a
+			} else {
+				n.sum += s
+			}
+			if a.Since.Before(n.since) {
+				n.since = a.Since
+			}
+			n.prop = n.prop || propagating(a.Type)
+			n.ids = append(n.ids, a.ID)
+		}
+	}
+	in := make([]NodeScore, 0, len(order))
+	for _, id := range order {
+		n := nodes[id]
+		sc := n.best + 0.25*n.sum
+		if cfg.Noise != nil {
+			if r, slots := cfg.Noise.Rate(id, from); slots >= cfg.MinSlots {
+				n.rate, n.discounted = r, true
+				sc *= math.Exp(-cfg.NoiseWeight * r)
+			}
+		}
+		in = append(in, NodeScore{ID: id, Score: sc, Since: n.since, Propagating: n.prop})
+	}
+	callees := map[string][]string{}
+	for _, ks := range e.known {
+		s, d := ks.src.ID(), ks.dst.ID()
+		if nodes[s] != nil && nodes[d] != nil {
+			callees[s] = append(callees[s], d)
+		}
+	}
+	ranked := RankRoots(in, func(id string) []string { return callees[id] })
+	out := make([]RootCause, 0, len(ranked))
+	for _, r := range ranked {
+		n := nodes[r.ID]
+		ex := fmt.Sprintf("%s since %s", n.top.Summary, n.since.UTC().Format("15:04:05"))
+		if r.Explained {
+			ex += fmt.Sprintf("; likely a consequence of %s, which it calls", nodes[r.ExplainedBy].ref.Name)
+		}
+		if n.discounted && n.rate > 0 {
+			ex += fmt.Sprintf("; anomalous in %.0f%% of earlier periods, discounted", 100*n.rate)
+		}
+		out = append(out, RootCause{Node: n.ref, Score: math.Round(r.Score*100) / 100, Explained: r.Explained, Explanation: ex, Anomalies: n.ids})
+	}
+	return out, nil
+}

@@ -1,0 +1,188 @@
+package detect
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// A Train-Ticket-like slice: the gateway calls travel (one span per
+// request); travel's /trips/left calls basic once and seat twice per span,
+// with internal SQL spans; basic calls station.
+func structWindow(i int, fault string) []OpStat {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	// Request counts wobble with the window like sampled traffic does.
+	n := 12 + (i*7)%5
+	travel := OpStat{Node: node("travel"), Operation: "/trips/left", Spans: n,
+		Children: map[string]int{"call:basic": n, "call:seat": 2 * n, "op:SELECT trip": n}, SelfMs: 4 + float64(i%3)}
+	basic := OpStat{Node: node("basic"), Operation: "/basic/travels", Spans: n,
+		Children: map[string]int{"call:station": n}, SelfMs: 2 + float64(i%2)}
+	seat := OpStat{Node: node("seat"), Operation: "/seats/left", Spans: 2 * n, SelfMs: 3}
+	gw := OpStat{Node: node("gateway"), Operation: "/*", Spans: n, Children: map[string]int{"call:travel": n}, SelfMs: 1}
+	switch fault {
+	case "travel returns early":
+		// travel stops after basic: no seat calls, no SQL; basic and seat
+		// see less traffic but behave as before.
+		travel.Children = map[string]int{"call:basic": n}
+		seat.Spans = 0
+	case "travel throws":
+		travel.Children = map[string]int{"call:basic": n, "op:BasicErrorController.error": n}
+		seat.Spans = 0
+	case "basic cpu":
+		basic.SelfMs = 40
+	}
+	out := []OpStat{gw, travel, basic}
+	if seat.Spans > 0 {
+		out = append(out, seat)
+	}
+	return out
+}
+
+func TestStructure(t *testing.T) {
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		fault string
+		want  string // node of the one anomaly, "" for none
+		why   string // in its summary
+	}{
+		{"", "", ""},
+		{"travel returns early", "travel", "call:seat 0.00/span vs 2.00"},
+		{"travel throws", "travel", "new op:BasicErrorController.error"},
+		{"basic cpu", "basic", "self time 40ms"},
+	} {
+		t.Run(tc.fault, func(t *testing.T) {
+			eng, err := New(DefaultConfig(), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			st, err := NewStructure(eng, DefaultStructureConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			var fired []Anomaly
+			eng.Subscribe(func(c Change) {
+				if c.Action == "fired" && c.Anomaly != nil {
+					fired = append(fired, *c.Anomaly)
+				}
+			})
+			for i := 0; i < 40; i++ {
+				f := ""
+				if i >= 30 && i < 33 {
+					f = tc.fault
+				}
+				st.Observe(t0.Add(time.Duration(i)*30*time.Second), 30*time.Second, structWindow(i, f))
+			}
+			if tc.want == "" {
+				if len(fired) != 0 {
+					t.Fatalf("fired %q, want nothing", fired[0].Summary)
+				}
+				return
+			}
+			if len(fired) != 1 {
+				for _, a := range fired {
+					t.Log(a.Summary)
+				}
+				t.Fatalf("fired %d anomalies, want 1 on %s", len(fired), tc.want)
+			}
+			a := fired[0]
+			if a.Subject.Node == nil || a.Subject.Node.Name != tc.want {
+				t.Fatalf("anomaly on %v, want %s: %s", a.Subject, tc.want, a.Summary)
+			}
+			if !strings.Contains(a.Summary, tc.why) {
+				t.Errorf("summary %q, want it to say %q", a.Summary, tc.why)
+			}
+			if want := t0.Add(15 * time.Minute); !a.Since.Equal(want) {
+				t.Errorf("since %s, want %s", a.Since, want)
+			}
+			got, _ := eng.Anomaly(a.ID)
+			if got.State != StateResolved {
+				t.Errorf("anomaly %s, want resolved once the structure is back", got.State)
+			}
+		})
+	}
+}
+
+// A service whose structure is hot in many windows needs a stronger change
+// to fire again than a quiet one.
+func TestStructureNoisyNodeThreshold(t *testing.T) {
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewStructure(eng, DefaultStructureConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	for i := 0; i < 80; i++ {
+		f := ""
+		if i >= 30 && i%3 == 0 {
+			f = "travel returns early"
+		}
+		st.Observe(t0.Add(time.Duration(i)*30*time.Second), 30*time.Second, structWindow(i, f))
+	}
+	n := st.nodes[graph.Node{Workload: "travel", App: "travel", Kind: graph.KindWorkload}.ID()]
+	if n == nil || n.hot == 0 || n.judged < 40 {
+		t.Fatalf("travel state %+v, want many judged and some hot windows", n)
+	}
+	fired := 0
+	for _, a := range eng.Anomalies(Filter{}) {
+		if a.Subject.Node != nil && a.Subject.Node.Name == "travel" {
+			fired++
+			if a.Baseline <= DefaultStructureConfig().Threshold && a.Since.After(t0.Add(30*time.Minute)) {
+				t.Errorf("late anomaly at %s fired at the quiet threshold %.1f", a.Since, a.Baseline)
+			}
+		}
+	}
+	if fired == 0 {
+		t.Fatal("travel never fired")
+	}
+}
+
+func TestStructureConfigValidate(t *testing.T) {
+	c := DefaultStructureConfig()
+	if p := c.Validate(); len(p) != 0 {
+		t.Fatalf("default config: %v", p)
+	}
+	c.Decay, c.SelfRatio, c.Threshold = 0, 1, 0
+	if p := c.Validate(); len(p) != 3 {
+		t.Fatalf("problems %v, want 3", p)
+	}
+	if _, err := NewStructure(nil, c); err == nil {
+		t.Fatal("NewStructure accepted a bad config")
+	}
+}
+
+// A service that fired and then has no spans (a gap in the traces) must not
+// stay firing until its next span: later, unrelated anomalies would join
+// its stale incident.
+func TestStructureResolvesAcrossGaps(t *testing.T) {
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewStructure(eng, DefaultStructureConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	for i := 0; i < 31; i++ {
+		f := ""
+		if i == 30 {
+			f = "basic cpu"
+		}
+		st.Observe(t0.Add(time.Duration(i)*step), step, structWindow(i, f))
+	}
+	if n := len(eng.Anomalies(Filter{State: StateFiring})); n != 1 {
+		t.Fatalf("%d firing anomalies after the fault window, want 1", n)
+	}
+	for i := 31; i < 34; i++ {
+		st.Observe(t0.Add(time.Duration(i)*step), step, nil)
+	}
+	if n := len(eng.Anomalies(Filter{State: StateFiring})); n != 0 {
+		t.Fatalf("%d anomalies still firing after empty windows, want 0", n)
+	}
+}

@@ -1,0 +1,4 @@
+package storage
+
+// WithDB is exported for tests.
+var WithDB = withDB

@@ -1,0 +1,196 @@
+package storage
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// LiveGraph is the in-memory graph Replay falls back from.
+type LiveGraph interface {
+	Snapshot(graph.Query) (*graph.Snapshot, error)
+	History(f graph.EdgeFilter, window time.Duration, at time.Time) (time.Time, []graph.Stats, error)
+	Namespaces() []string
+	Resolution() time.Duration
+	Window() time.Duration
+	Now() time.Time
+}
+
+var _ LiveGraph = (*graph.Graph)(nil)
+
+// Replay serves graph snapshots from the live graph while the asked window
+// is still in memory, and from stored history otherwise. It satisfies the
+// web server's GraphSource, so GET /api/v1/graph?at=...&window=... replays
+// any stored time with the same JSON.
+type Replay struct {
+	live  LiveGraph
+	store HistoryStore
+	ret   Retention
+	// Timeout bounds one history query.
+	Timeout time.Duration
+}
+
+// NewReplay builds a replaying graph source.
+func NewReplay(live LiveGraph, store HistoryStore, ret Retention) *Replay {
+	return &Replay{live: live, store: store, ret: ret, Timeout: 30 * time.Second}
+}
+
+func (r *Replay) History(f graph.EdgeFilter, window time.Duration, at time.Time) (time.Time, []graph.Stats, error) {
+	return r.live.History(f, window, at)
+}
+func (r *Replay) Namespaces() []string      { return r.live.Namespaces() }
+func (r *Replay) Resolution() time.Duration { return r.live.Resolution() }
+
+// Window is how far back snapshots reach: the longest retention.
+func (r *Replay) Window() time.Duration { return max(r.live.Window(), r.ret.Hour) }
+
+// inMemory reports whether the live graph holds all of [at-window, at).
+func (r *Replay) inMemory(q graph.Query) bool {
+	w := q.Window
+	if w == 0 {
+		w = graph.DefaultWindow
+	}
+	if w > r.live.Window() {
+		return false
+	}
+	if q.At.IsZero() {
+		return true
+	}
+	now := r.live.Now()
+	if now.IsZero() {
+		return false
+	}
+	// One bucket of margin: the oldest slot may already be trimmed.
+	oldest := now.Add(-r.live.Window() + r.live.Resolution())
+	return !q.At.Add(-w).Before(oldest)
+}
+
+// Snapshot answers from memory when it can, else from storage.
+func (r *Replay) Snapshot(q graph.Query) (*graph.Snapshot, error) {
+	if r.inMemory(q) {
+		return r.live.Snapshot(q)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), r.Timeout)
+	defer cancel()
+	return r.SnapshotAt(ctx, q)
+}
+
+// tierPlan is one way to answer a window from one resolution.
+type tierPlan struct {
+	res      time.Duration
+	from, to time.Time
+}
+
+// plans lists the tiers to try for [from, to), best first: the coarsest
+// tier that covers the window exactly (fewest rows), then the finest tier
+// that still holds the start, widening to its bucket edges.
+func (r *Replay) plans(ctx context.Context, from, to time.Time, raw time.Duration) []tierPlan {
+	var out []tierPlan
+	tiers := []time.Duration{raw, Res1m, Res1h}
+	for i := len(tiers) - 1; i >= 0; i-- {
+		res := tiers[i]
+		if i > 0 && res <= raw {
+			continue
+		}
+		if !from.Truncate(res).Equal(from) || !to.Truncate(res).Equal(to) {
+			continue
+		}
+		if res != raw {
+			wm, err := r.store.RolledUpTo(ctx, res)
+			if err != nil || wm.Before(to) {
+				continue
+			}
+		}
+		out = append(out, tierPlan{res, from, to})
+		break
+	}
+	for i, res := range tiers {
+		if i > 0 && res <= raw {
+			continue
+		}
+		f := from.Truncate(res)
+		t := to.Truncate(res)
+		if t.Before(to) {
+			t = t.Add(res)
+		}
+		out = append(out, tierPlan{res, f, t})
+	}
+	return out
+}
+
+// SnapshotAt builds the snapshot of q from stored history: the window ending
+// at q.At (rounded up to the raw resolution), in q's view and namespaces.
+func (r *Replay) SnapshotAt(ctx context.Context, q graph.Query) (*graph.Snapshot, error) {
+	if q.View > graph.ViewService {
+		return nil, fmt.Errorf("%w: unknown view %d", graph.ErrBadQuery, q.View)
+	}
+	w := q.Window
+	if w == 0 {
+		w = graph.DefaultWindow
+	}
+	if w < 0 {
+		return nil, fmt.Errorf("%w: window %s must be positive", graph.ErrBadQuery, w)
+	}
+	raw := r.live.Resolution()
+	at := q.At
+	if at.IsZero() {
+		at = r.live.Now()
+	}
+	to := at.Truncate(raw)
+	if to.Before(at) {
+		to = to.Add(raw)
+	}
+	from := to.Add(-w).Truncate(raw)
+	var (
+		totals []EdgeTotal
+		plan   tierPlan
+	)
+	for _, p := range r.plans(ctx, from, to, raw) {
+		t, err := r.store.SumBuckets(ctx, p.res, p.from, p.to)
+		if err != nil {
+			return nil, fmt.Errorf("replay %s..%s: %w", p.from, p.to, err)
+		}
+		plan = p
+		if len(t) > 0 {
+			totals = t
+			break
+		}
+	}
+	if plan.res == 0 {
+		plan = tierPlan{raw, from, to}
+	}
+	// A scratch graph of one bucket per edge projects, merges and sorts
+	// exactly as the live graph does.
+	span := plan.to.Sub(plan.from)
+	tg := graph.New(graph.Config{Resolution: plan.res, Window: span})
+	for i := range totals {
+		e := &totals[i]
+		tg.IngestStats(plan.from, e.Source, e.Target, e.Protocol, &e.Stats, e.Principals)
+	}
+	snap, err := tg.Snapshot(graph.Query{View: q.View, Namespaces: q.Namespaces, Window: span, At: plan.to})
+	if err != nil {
+		return nil, err
+	}
+	// First and last seen within the window, from the stored buckets.
+	seen := make(map[[2]graph.Node][2]time.Time, len(totals))
+	for i := range totals {
+		e := &totals[i]
+		k := [2]graph.Node{q.View.Project(e.Source), q.View.Project(e.Target)}
+		v, ok := seen[k]
+		if !ok || e.FirstSeen.Before(v[0]) {
+			v[0] = e.FirstSeen
+		}
+		if e.LastSeen.After(v[1]) {
+			v[1] = e.LastSeen
+		}
+		seen[k] = v
+	}
+	for i := range snap.Edges {
+		if v, ok := seen[[2]graph.Node{snap.Edges[i].Source, snap.Edges[i].Target}]; ok {
+			snap.Edges[i].FirstSeen, snap.Edges[i].LastSeen = v[0], v[1].Add(plan.res)
+		}
+	}
+	return snap, nil
+}
