@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/http"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -23,6 +24,7 @@ import (
 	"github.com/meshlens/meshlens/detect/alert"
 	"github.com/meshlens/meshlens/fixtures"
 	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/storage"
 	"github.com/meshlens/meshlens/web"
 	"github.com/meshlens/meshlens/web/ui"
 )
@@ -49,13 +51,14 @@ type App struct {
 	Metrics   *metrics.Collector
 	Traces    *traces.Receiver
 	Assistant *assistant.Assistant
+	Storage   *storage.Wired
 	alerts    *alert.Notifier
 	demo      *demo
 	started   []named
 }
 
 // New builds every component; nothing runs until Start.
-func New(cfg config.Config, log *slog.Logger) (*App, error) {
+func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -77,6 +80,21 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		}
 		eng.Subscribe(a.alerts.Handle)
 	}
+
+	// Storage restores the graph's recent window and the detector's baselines
+	// before anything ingests, then records both.
+	var err error
+	if a.Storage, err = storage.Wire(context.Background(), storage.WireOptions{Config: cfg.Storage, DataDir: cfg.DataDir,
+		Graph: a.Graph, Detect: a.Detect, Logger: log.With("component", "storage"), Registerer: a.reg}); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	defer func() {
+		if retErr != nil {
+			sctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+			defer cancel()
+			_ = a.Storage.Shutdown(sctx)
+		}
+	}()
 
 	lim, err := ratelimit.New(cfg.Receivers.Limits, a.reg, nil)
 	if err != nil {
@@ -115,7 +133,8 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	}
 	a.Web = web.New(web.Options{
 		Addr:        cfg.HTTP.Addr,
-		Graph:       a.Graph,
+		Graph:       a.Storage.Replay,
+		Ready:       a.Storage.Ready,
 		UI:          ui.FS(),
 		Logger:      log,
 		Registerer:  a.reg,
@@ -125,6 +144,7 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 		TLS:         httpTLS,
 	})
 	aopts := assistant.Options{Config: cfg.Assistant, Graph: a.Graph,
+		Proposals: a.Storage.Assistant, Sessions: a.Storage.Assistant, Audit: a.Storage.Assistant,
 		Logger: log.With("component", "assistant"), Registerer: a.reg}
 	if a.Detect != nil { // a nil *Engine in the interface would look present
 		aopts.Detector = a.Detect
@@ -132,7 +152,12 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 	if a.Assistant, err = assistant.New(aopts); err != nil {
 		return nil, fmt.Errorf("assistant: %w", err)
 	}
-	a.Assistant.Mount(a.Web)
+	// The assistant checks roles itself; it sees the authenticated principal.
+	assistantAPI := withAssistantPrincipal(a.Assistant.Handler())
+	for _, p := range []string{"/api/v1/chat", "/api/v1/chat/", "/api/v1/proposals", "/api/v1/proposals/"} {
+		a.Web.Handle(p, assistantAPI)
+	}
+	a.Storage.Mount(a.Web.Handle)
 	a.Graph.OnBucketClose(a.Web.BucketClosed)
 	a.Web.Handle("POST /api/v1/write", lim.HTTP("remote_write", a.Metrics.RemoteWriteHandler()))
 	a.Web.Handle("GET /api/v1/collector/status", a.Metrics.StatusHandler())
@@ -154,10 +179,11 @@ func New(cfg config.Config, log *slog.Logger) (*App, error) {
 
 // Start starts components in order; on failure it stops what had started.
 func (a *App) Start(ctx context.Context) error {
-	if a.demo != nil {
+	// A restored window already holds the recent past: backfilling it again would count it twice.
+	if a.demo != nil && a.Storage.Restored.Buckets == 0 {
 		a.demo.backfill(time.Now())
 	}
-	var order []named
+	order := []named{{"storage", a.Storage}}
 	if a.alerts != nil {
 		order = append(order, named{"alerts", a.alerts})
 	}
@@ -206,4 +232,15 @@ func Run(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 	defer cancel()
 	return a.Shutdown(sctx)
+}
+
+// withAssistantPrincipal hands the principal set by authentication to the
+// assistant, so approvals are checked and audited against who really asked.
+func withAssistantPrincipal(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if p, ok := auth.PrincipalFrom(r.Context()); ok {
+			r = r.WithContext(assistant.WithPrincipal(r.Context(), assistant.Principal{Name: p.Name, Roles: p.Roles()}))
+		}
+		next.ServeHTTP(w, r)
+	})
 }

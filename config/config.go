@@ -20,6 +20,7 @@ import (
 	"github.com/meshlens/meshlens/collector/ratelimit"
 	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/detect"
+	"github.com/meshlens/meshlens/storage"
 )
 
 // Duration is a time.Duration written as "10s", "5m" in YAML.
@@ -54,6 +55,7 @@ type Config struct {
 	Metrics   metrics.Config   `yaml:"metrics"`
 	Traces    traces.Config    `yaml:"traces"`
 	Assistant assistant.Config `yaml:"assistant"`
+	Storage   storage.Config   `yaml:"storage"`
 	Auth      auth.Config      `yaml:"auth"`
 	// Receivers hardens the telemetry receivers (trace ports, remote-write).
 	Receivers Receivers `yaml:"receivers"`
@@ -104,6 +106,7 @@ func Default() Config {
 		Metrics:   metrics.DefaultConfig(),
 		Traces:    traces.DefaultConfig(),
 		Assistant: assistant.DefaultConfig(),
+		Storage:   storage.DefaultConfig(),
 		Auth:      auth.DefaultConfig(),
 		Receivers: Receivers{Limits: ratelimit.DefaultConfig()},
 	}
@@ -194,6 +197,7 @@ func (c *Config) Validate() error {
 	p.addSection("metrics", c.Metrics.Validate())
 	p.addSection("traces", c.Traces.Validate())
 	p.addSection("assistant", c.Assistant.Validate())
+	p.addSection("storage", c.Storage.Validate())
 	p.addSection("http.tls", c.HTTP.TLS.Validate())
 	p.addSection("auth", c.Auth.Validate())
 	p.addSection("receivers.tls", c.Receivers.TLS.Validate())

@@ -117,7 +117,7 @@ type Graph struct {
 	edges     map[edgeKey]*edge
 	edgeList  []*edge
 	nodes     map[Node]*nodeRec
-	dirty     []*series      // series with open buckets
+	dirty     []*series // series with open buckets
 	hooks     []func(BucketClosed)
 	last      *edge // one-entry cache for runs of observations on one edge
 

@@ -310,7 +310,7 @@ func (g *Graph) History(f EdgeFilter, window time.Duration, at time.Time) (start
 	if err != nil {
 		return time.Time{}, nil, err
 	}
-	lo := g.liveFrom(from)
+	lo := min(g.liveFrom(from), to) // a window wholly past what is held is empty
 	out := make([]Stats, to-from)
 	var tmp [numChannels][]Stats
 	for i := range tmp {

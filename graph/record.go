@@ -26,8 +26,9 @@ import (
 // preceded by its length so readers skip it in O(1). A rollup record has the
 // same layout with the sums of its group, is written with an explicit mask and
 // flags when the group completes, and is moved in front of the group's raw
-// records. Common masks (requests, bytes, mTLS, plaintext, connections) fit
-// one byte.
+// records; once folded (see series.maintain) it is the header byte and the
+// sketch only. Common masks (requests, bytes, mTLS, plaintext, connections)
+// fit one byte.
 const (
 	rbSlot     = 0x0f
 	rbRollup   = 0x0f
@@ -48,7 +49,7 @@ const (
 	vPlain
 	vConnOpen
 	vConnClose
-	vErr0 // then one per error class
+	vErr0     // then one per error class
 	numFields = vErr0 + int(NumErrorClasses)
 
 	fEvidence = 1 << numFields
@@ -61,6 +62,14 @@ type counters struct {
 	ev     []byte // evidence entries (count first), nil when none
 	sk     []byte // compact sketch, nil when none
 	skFull int    // bytes of the sketch with its length prefix
+	noSum  bool   // the sketch was folded without its sum (see series.maintain)
+}
+
+// mergeSketchInto merges the record's sketch, if any, into s.
+func (c *counters) mergeSketchInto(s *Sketch) {
+	if c.sk != nil {
+		s.mergeCompactSum(c.sk, !c.noSum)
+	}
 }
 
 func packFlags(reporters uint16, signals Signal, l4 bool) uint64 {
@@ -176,47 +185,47 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 	b0 = r.b[0]
 	b := r.b[1:]
 	c.ev, c.sk = nil, nil
-	{
-		if b0&rbMask != 0 {
-			var m uint64
-			m, b = uvarint(b)
-			r.mask = uint16(m)
+	if b0&rbMask != 0 {
+		var m uint64
+		m, b = uvarint(b)
+		r.mask = uint16(m)
+	}
+	c.v = [numFields]uint64{}
+	p := 0
+	for m := r.mask &^ fEvidence; m != 0; m &= m - 1 {
+		v := uint64(b[p])
+		if v < 0x80 {
+			p++
+		} else {
+			v, p = uvAtSlow(b, p)
 		}
-		c.v = [numFields]uint64{}
-		p := 0
-		for m := r.mask &^ fEvidence; m != 0; m &= m - 1 {
-			v := uint64(b[p])
-			if v < 0x80 {
-				p++
-			} else {
-				v, p = uvAtSlow(b, p)
-			}
-			c.v[bits.TrailingZeros16(m)] = v
+		c.v[bits.TrailingZeros16(m)] = v
+	}
+	b = b[p:]
+	if b0&rbMTLSReqs != 0 {
+		c.v[vMTLS] = c.v[vReq]
+	}
+	if b0&rbFlags != 0 {
+		r.flags, b = uvarint(b)
+	}
+	c.flags = r.flags
+	if r.mask&fEvidence != 0 {
+		start := b
+		var cnt uint64
+		cnt, b = uvarint(b)
+		for i := uint64(0); i < cnt; i++ {
+			_, b = uvarint(b)
+			_, b = uvarint(b)
 		}
-		b = b[p:]
-		if b0&rbMTLSReqs != 0 {
-			c.v[vMTLS] = c.v[vReq]
-		}
-		if b0&rbFlags != 0 {
-			r.flags, b = uvarint(b)
-		}
-		c.flags = r.flags
-		if r.mask&fEvidence != 0 {
-			start := b
-			var cnt uint64
-			cnt, b = uvarint(b)
-			for i := uint64(0); i < cnt; i++ {
-				_, b = uvarint(b)
-				_, b = uvarint(b)
-			}
-			c.ev = start[:len(start)-len(b)]
-		}
+		c.ev = start[:len(start)-len(b)]
 	}
 	if b0&rbSketch != 0 {
 		n, rest := uvarint(b)
 		c.sk = rest[:n]
 		c.skFull = len(b) - len(rest) + int(n)
 		b = rest[n:]
+		// Only folded rollups have no explicit mask, and no sum.
+		c.noSum = b0&rbSlot == rbRollup && b0&rbMask == 0
 	}
 	r.b = b
 	return b0, true
@@ -279,9 +288,7 @@ func (c *counters) addToBucket(b *openBucket) {
 			b.evidence[uint32(k)] += n
 		}
 	}
-	if c.sk != nil {
-		b.sk.mergeCompact(c.sk)
-	}
+	c.mergeSketchInto(&b.sk)
 }
 
 // Compact sketch encoding, used inside the graph's logs only (the public
@@ -337,14 +344,31 @@ func (s *Sketch) appendCompact(b []byte) []byte {
 }
 
 // mergeCompact merges the compact sketch b (exactly one) into s.
-func (s *Sketch) mergeCompact(b []byte) {
+func (s *Sketch) mergeCompact(b []byte) { s.mergeCompactSum(b, true) }
+
+// compactSumAt is the offset of a compact sketch's float32 sum.
+func compactSumAt(b []byte) int {
+	h, rest := uvarint(b)
+	if h&1 != 0 {
+		_, rest = uvarint(rest)
+	}
+	return len(b) - len(rest)
+}
+
+// mergeCompactSum merges a compact sketch, which holds its sum or, folded,
+// not: then the sum is estimated from the bins, within RelativeAccuracy.
+func (s *Sketch) mergeCompactSum(b []byte, hasSum bool) {
 	h, b := uvarint(b)
 	var zero uint64
 	if h&1 != 0 {
 		zero, b = uvarint(b)
 	}
-	sum := float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
-	b = b[4:]
+	var sum float64
+	if hasSum {
+		sum = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
+		b = b[4:]
+	}
+	estimate := 0.0
 	nb := h >> 1
 	count := zero
 	mn, mx := 0.0, 0.0
@@ -382,6 +406,9 @@ func (s *Sketch) mergeCompact(b []byte) {
 			}
 			s.counts[j] += c
 			count += c
+			if !hasSum {
+				estimate += float64(c) * sketchValue(k)
+			}
 		}
 		switch {
 		case zero > 0:
@@ -395,6 +422,9 @@ func (s *Sketch) mergeCompact(b []byte) {
 		} else {
 			mx = sketchValue(k)
 		}
+	}
+	if !hasSum {
+		sum = estimate
 	}
 	s.mergeHeader(count, zero, sum, mn, mx)
 }

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"encoding/binary"
 	"sort"
 )
 
@@ -208,25 +209,26 @@ func (s *series) encode(b *openBucket, lay *layout) {
 		} else if !s.lastRolled {
 			s.roll(lay)
 		}
-		s.growLog(16)
 		for s.base+int64(len(s.groups)) <= gnum {
 			s.groups = append(s.groups, uint32(len(s.log)))
 		}
 		s.lastRolled = false
 		first = true
 	}
-	s.growLog(64)
-	s.log = appendRecord(s.log, b, b.idx-gnum*lay.n, first, &s.prevMask, &s.prevFlags)
+	// Encoded aside first so the log grows by exactly what it needs.
+	lay.buf = appendRecord(lay.buf[:0], b, b.idx-gnum*lay.n, first, &s.prevMask, &s.prevFlags)
+	s.growLog(len(lay.buf))
+	s.log = append(s.log, lay.buf...)
 	s.nrecs++
 }
 
-// growLog makes room for n more bytes, growing by 1/16 rather than append's
+// growLog makes room for n more bytes, growing by 1/32 rather than append's
 // quarter or more: logs are most of the graph's memory, slack included.
 func (s *series) growLog(n int) {
 	if cap(s.log)-len(s.log) >= n {
 		return
 	}
-	l := make([]byte, len(s.log), len(s.log)+max(n, len(s.log)/16+32))
+	l := make([]byte, len(s.log), len(s.log)+max(n, len(s.log)/32+16))
 	copy(l, s.log)
 	s.log = l
 }
@@ -293,13 +295,15 @@ func (s *series) closeBefore(final int64, lay *layout) {
 // < final), drops groups whose buckets are all <= oldest, and strips the raw
 // sketches of groups that end at or before foldBefore.
 //
-// Trade-off of the fold: per-bucket latency is what costs memory (a sketch
-// per bucket versus a few counters), and windows that old are read as whole
-// minutes anyway. The fold also drops the rollup's counters (snapshots of old
-// windows read the raw ones, exact but slower). After the fold a snapshot whose window cuts an old group
-// takes that group's latency whole if the window holds the group's middle
-// bucket, else not at all (counters stay exact), and History spreads the
-// group's distribution over its buckets by their share of requests.
+// Trade-off of the fold (Config.RawLatency): per-bucket latency is what
+// costs memory (a sketch per bucket versus a few counters), and old windows
+// are mostly read as whole minutes. The fold also drops the rollup's counters
+// (snapshots of old windows sum the raw ones: exact, slower). After the fold
+// a window that cuts an old group takes the group's latency whole if it
+// holds the group's middle bucket, else not at all, so its quantiles are
+// those of the window rounded to whole minutes (counters stay exact); History
+// spreads a folded group's distribution over its buckets by their share of
+// the group's requests.
 func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 	if len(s.groups) == 0 {
 		return
@@ -370,9 +374,14 @@ func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 				if c.sk == nil {
 					continue
 				}
+				// Nor the float32 sum, estimated from the bins once folded.
 				s.log[w] = rbRollup | rbSketch
 				w++
-				w += copy(s.log[w:], s.log[recEnd-c.skFull:recEnd])
+				sk := recEnd - len(c.sk) // c.sk's offset in the log
+				at := compactSumAt(c.sk)
+				w += copy(s.log[w:], binary.AppendUvarint(lay.buf[:0], uint64(len(c.sk)-4)))
+				w += copy(s.log[w:], s.log[sk:sk+at])
+				w += copy(s.log[w:], s.log[sk+at+4:recEnd])
 				continue
 			}
 			if c.sk == nil {
@@ -434,7 +443,7 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 				c.addTo(st)
 				found = true
 				if c.sk != nil {
-					st.Latency.mergeCompact(c.sk)
+					c.mergeSketchInto(&st.Latency)
 				}
 			}
 			continue
@@ -446,7 +455,7 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 			}
 			if b0&rbSlot == rbRollup {
 				if roll && c.sk != nil {
-					st.Latency.mergeCompact(c.sk)
+					c.mergeSketchInto(&st.Latency)
 				}
 				continue
 			}
@@ -456,8 +465,8 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 			}
 			c.addTo(st)
 			found = true
-			if c.sk != nil && !roll {
-				st.Latency.mergeCompact(c.sk)
+			if !roll {
+				c.mergeSketchInto(&st.Latency)
 			}
 		}
 	}
@@ -487,6 +496,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 		var has [maxGroupBuckets]bool
 		var total, present uint64
 		var rollSk []byte
+		var rollNoSum bool
 		r := recordReader{b: s.groupBytes(i)}
 		for {
 			b0, ok := r.next(&c)
@@ -495,7 +505,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 			}
 			slot := int64(b0 & rbSlot)
 			if slot == rbRollup {
-				rollSk = c.sk
+				rollSk, rollNoSum = c.sk, c.noSum
 				continue
 			}
 			total += c.v[vReq]
@@ -506,9 +516,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 				continue
 			}
 			c.addTo(&out[idx-from])
-			if c.sk != nil {
-				out[idx-from].Latency.mergeCompact(c.sk)
-			}
+			c.mergeSketchInto(&out[idx-from].Latency)
 		}
 		if gnum >= s.folded || rollSk == nil || present == 0 {
 			continue
@@ -517,7 +525,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 			roll = &Sketch{}
 		}
 		roll.Reset()
-		roll.mergeCompact(rollSk)
+		roll.mergeCompactSum(rollSk, !rollNoSum)
 		for sl, w := range weights {
 			idx := start + int64(sl)
 			if idx < from || idx >= to || !has[sl] {

@@ -251,7 +251,7 @@ func (s *Sketch) tightClone() Sketch {
 	c.counts = nil
 	if lo < hi {
 		c.offset = s.offset + int32(lo)
-		c.counts = append(make([]uint64, 0, hi-lo), s.counts[lo:hi]...)
+		c.counts = append([]uint64(nil), s.counts[lo:hi]...) // no zeroing first
 	}
 	return c
 }

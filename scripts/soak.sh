@@ -70,7 +70,8 @@ graphreq() { curl -s "http://127.0.0.1:$HTTP/api/v1/graph?view=workload&window=1
   python3 -c 'import json,sys; g=json.load(sys.stdin); print(sum(e["data"]["stats"]["requests"] for e in g["elements"]["edges"]))'; }
 peak=$(sort -n "$work/rss" | tail -1)
 spans=$(metric meshlens_spans_received_total)
-tgsent=$(grep -o 'traces generated.*' "$work/tg.log" | grep -oE '[0-9]+' | tail -1 || true)
+tgsent=$(grep 'traces generated' "$work/tg.log" | grep -oE '"traces": [0-9]+' | awk '{s+=$2} END{print s+0}')
+tgverdict=OK; [ "$spans" = "$((tgsent*4))" ] || tgverdict=MISMATCH
 echo
 echo "| measure | value |"
 echo "|---|---|"
@@ -81,7 +82,7 @@ for ns in a b; do
   verdict=OK; [ "$got" = "$want" ] || verdict=MISMATCH
   echo "| remote-write soak-$ns | $sent writes x100 series ($((sent*100/secs)) samples/s), $acked acked, $retried retried, $failed failed; requests acknowledged $want, in graph $got: $verdict |"
 done
-echo "| OTLP/gRPC spans received | $spans ($((spans/secs)) spans/s; telemetrygen reported ${tgsent:-?} traces x4 spans) |"
+echo "| OTLP/gRPC spans | telemetrygen sent $tgsent traces x4 spans = $((tgsent*4)); received $spans ($((spans/secs)) spans/s): $tgverdict |"
 echo "| scrape bookinfo | $(metric 'meshlens_metrics_scrapes_total{result="ok"' ) ok, $(metric 'meshlens_metrics_scrapes_total{result="error"') errors |"
 echo "| throttled (429/503) | $(metric meshlens_receiver_throttled_total) ; trace requests rejected $(metric meshlens_trace_requests_rejected_total) |"
 echo "| pairing evicted / dropped | $(metric meshlens_spans_evicted_total) / $(metric meshlens_spans_dropped_total) |"

@@ -39,7 +39,9 @@ func TestAssistantStoresMatchMemoryStore(t *testing.T) {
 		{"create p1 again", func(ctx context.Context, s assistantStores) (any, error) { return nil, s.CreateProposal(ctx, p1) }},
 		{"get p1", func(ctx context.Context, s assistantStores) (any, error) { return s.GetProposal(ctx, "p1") }},
 		{"get missing", func(ctx context.Context, s assistantStores) (any, error) { return s.GetProposal(ctx, "nope") }},
-		{"list", func(ctx context.Context, s assistantStores) (any, error) { return s.ListProposals(ctx, assistant.ProposalFilter{}) }},
+		{"list", func(ctx context.Context, s assistantStores) (any, error) {
+			return s.ListProposals(ctx, assistant.ProposalFilter{})
+		}},
 		{"approve", func(ctx context.Context, s assistantStores) (any, error) {
 			return nil, s.UpdateProposal(ctx, approved, assistant.StatusPending)
 		}},

@@ -51,13 +51,14 @@ type Config struct {
 	MaxPending int `yaml:"maxPending"`
 }
 
-// DefaultConfig is the embedded SQLite store with 6 h of 10 s buckets, 3 days
-// of minutes and 30 days of hours.
+// DefaultConfig is the embedded SQLite store with 3 h of 10 s buckets, 2 days
+// of minutes and 14 days of hours (about 0.75 MiB per busy edge; see
+// `meshlens bench-storage`).
 func DefaultConfig() Config {
 	return Config{
 		Driver:        DriverSQLite,
 		DSNEnv:        "MESHLENS_POSTGRES_DSN",
-		Retention:     Retention{Raw: 6 * time.Hour, Minute: 72 * time.Hour, Hour: 30 * 24 * time.Hour},
+		Retention:     Retention{Raw: 3 * time.Hour, Minute: 48 * time.Hour, Hour: 14 * 24 * time.Hour},
 		BatchSize:     5000,
 		FlushInterval: 10 * time.Second,
 		StateInterval: time.Minute,

@@ -304,13 +304,19 @@ func TestDurabilityUnderSIGKILL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer st.Close()
-	entries, err := st.Audit(ctx, storage.AuditQuery{Principal: "load", Limit: 100000})
-	if err != nil {
-		t.Fatal(err)
-	}
 	seqs := map[int64]bool{}
-	for _, e := range entries {
-		seqs[e.Seq] = true
+	for q := (storage.AuditQuery{Principal: "load", Limit: 10000}); ; {
+		page, err := st.Audit(ctx, q)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range page {
+			seqs[e.Seq] = true
+		}
+		if len(page) < q.Limit {
+			break
+		}
+		q.AfterSeq = page[len(page)-1].Seq
 	}
 	for _, s := range audits {
 		if !seqs[s] {

@@ -120,6 +120,86 @@ func (r *Replay) plans(ctx context.Context, from, to time.Time, raw time.Duratio
 	return out
 }
 
+// segments covers [from, to) exactly with the coarsest rolled-up tiers:
+// whole hours, then whole minutes, then raw buckets at the ragged ends.
+func (r *Replay) segments(ctx context.Context, from, to time.Time, raw time.Duration) []tierPlan {
+	var out []tierPlan
+	var fill func(from, to time.Time, tiers []time.Duration)
+	fill = func(from, to time.Time, tiers []time.Duration) {
+		if !from.Before(to) {
+			return
+		}
+		if len(tiers) == 0 {
+			out = append(out, tierPlan{raw, from, to})
+			return
+		}
+		res := tiers[0]
+		lo := from.Truncate(res)
+		if lo.Before(from) {
+			lo = lo.Add(res)
+		}
+		hi := to.Truncate(res)
+		wm, err := r.store.RolledUpTo(ctx, res)
+		if err == nil && wm.Before(hi) {
+			hi = wm.Truncate(res)
+		}
+		if err != nil || !lo.Before(hi) {
+			fill(from, to, tiers[1:])
+			return
+		}
+		fill(from, lo, tiers[1:])
+		out = append(out, tierPlan{res, lo, hi})
+		fill(hi, to, tiers[1:])
+	}
+	var tiers []time.Duration
+	for _, t := range []time.Duration{Res1h, Res1m} {
+		if t > raw && t%raw == 0 {
+			tiers = append(tiers, t)
+		}
+	}
+	fill(from, to, tiers)
+	return out
+}
+
+// sumSegments sums each segment and merges the totals per edge.
+func (r *Replay) sumSegments(ctx context.Context, segs []tierPlan) ([]EdgeTotal, error) {
+	if len(segs) == 1 {
+		return r.store.SumBuckets(ctx, segs[0].res, segs[0].from, segs[0].to)
+	}
+	type key struct {
+		src, dst graph.Node
+		proto    graph.Protocol
+	}
+	idx := map[key]int{}
+	var out []EdgeTotal
+	for _, sg := range segs {
+		ts, err := r.store.SumBuckets(ctx, sg.res, sg.from, sg.to)
+		if err != nil {
+			return nil, err
+		}
+		for i := range ts {
+			t := &ts[i]
+			t.LastSeen = t.LastSeen.Add(sg.res - r.live.Resolution()) // last raw bucket the row covers
+			k := key{t.Source, t.Target, t.Protocol}
+			j, ok := idx[k]
+			if !ok {
+				idx[k] = len(out)
+				out = append(out, *t)
+				continue
+			}
+			o := &out[j]
+			o.Stats.Add(&t.Stats)
+			if t.FirstSeen.Before(o.FirstSeen) {
+				o.FirstSeen = t.FirstSeen
+			}
+			if t.LastSeen.After(o.LastSeen) {
+				o.LastSeen = t.LastSeen
+			}
+		}
+	}
+	return out, nil
+}
+
 // SnapshotAt builds the snapshot of q from stored history: the window ending
 // at q.At (rounded up to the raw resolution), in q's view and namespaces.
 func (r *Replay) SnapshotAt(ctx context.Context, q graph.Query) (*graph.Snapshot, error) {
@@ -143,23 +223,24 @@ func (r *Replay) SnapshotAt(ctx context.Context, q graph.Query) (*graph.Snapshot
 		to = to.Add(raw)
 	}
 	from := to.Add(-w).Truncate(raw)
-	var (
-		totals []EdgeTotal
-		plan   tierPlan
-	)
-	for _, p := range r.plans(ctx, from, to, raw) {
-		t, err := r.store.SumBuckets(ctx, p.res, p.from, p.to)
-		if err != nil {
-			return nil, fmt.Errorf("replay %s..%s: %w", p.from, p.to, err)
-		}
-		plan = p
-		if len(t) > 0 {
-			totals = t
-			break
-		}
+	plan := tierPlan{raw, from, to}
+	// Exact first: tiers stitched together over exactly [from, to). When
+	// retention has dropped the fine rows, widen to a coarser tier's edges.
+	totals, err := r.sumSegments(ctx, r.segments(ctx, from, to, raw))
+	if err != nil {
+		return nil, fmt.Errorf("replay %s..%s: %w", from, to, err)
 	}
-	if plan.res == 0 {
-		plan = tierPlan{raw, from, to}
+	if len(totals) == 0 {
+		for _, p := range r.plans(ctx, from, to, raw) {
+			t, err := r.store.SumBuckets(ctx, p.res, p.from, p.to)
+			if err != nil {
+				return nil, fmt.Errorf("replay %s..%s: %w", p.from, p.to, err)
+			}
+			if len(t) > 0 {
+				totals, plan = t, p
+				break
+			}
+		}
 	}
 	// A scratch graph of one bucket per edge projects, merges and sorts
 	// exactly as the live graph does.

@@ -199,8 +199,8 @@ func bytesPerDay(ctx context.Context, w *graph.Workload) error {
 	steady := perTier[0]*ret.Raw.Hours()/24 + perTier[1]*ret.Minute.Hours()/24 + perTier[2]*ret.Hour.Hours()/24
 	fmt.Printf("storage bytes per edge per day: 10s tier %.0f B, 1m tier %.0f B, 1h tier %.0f B (after downsampling a day costs %.0f B per edge)\n",
 		perTier[0], perTier[1], perTier[2], perTier[2])
-	fmt.Printf("storage steady-state footprint per edge with default retention (6h raw, 3d minutes, 30d hours): %.0f KiB (%.1f MiB for 10,000 edges)\n",
-		steady/1024, steady*10000/1024/1024)
+	fmt.Printf("storage steady-state footprint per edge with default retention (%s raw, %s minutes, %s hours): %.0f KiB (%.1f MiB for 10,000 edges)\n",
+		ret.Raw, ret.Minute, ret.Hour, steady/1024, steady*10000/1024/1024)
 	return nil
 }
 

@@ -23,7 +23,7 @@ func (d demoFlag) String() string {
 }
 func (d demoFlag) Set(s string) error {
 	if s == "true" {
-		s = "bookinfo"
+		s = "demo" // bookinfo with a fault every 10 minutes
 	} else if s == "false" {
 		s = ""
 	}
@@ -41,7 +41,7 @@ func runServe(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("serve", flag.ContinueOnError)
 	configPath := fs.String("config", "", "YAML config file (default: built-in defaults)")
 	var demo string
-	fs.Var(demoFlag{&demo}, "demo", "run a simulated mesh (--demo for bookinfo, --demo=online-boutique, ...)")
+	fs.Var(demoFlag{&demo}, "demo", "run a simulated mesh (--demo: bookinfo with a fault every 10 minutes, --demo=online-boutique, ...)")
 	overrides := map[string]*string{}
 	for _, f := range []struct{ name, usage string }{
 		{"http-addr", "HTTP listen address (API, dashboard, remote-write)"},
