@@ -3,6 +3,8 @@ SHELL := /bin/bash
 GO ?= go
 BIN := bin/meshlens
 export CGO_ENABLED ?= 0
+# The datasets live beside the repository (../shared), as in CI.
+SHARED_DIR ?= $(abspath ../shared)
 
 # Fragments in mk/ add to these: TEST_DEPS (prerequisites of `make test`, e.g.
 # installing a real Prometheus), BENCH_CMDS (commands that print figures),

@@ -3,6 +3,7 @@
 BENCH_CMDS += "env GOMAXPROCS=1 $(GO) run ./cmd/meshlens eval bench --edges 10000"
 
 .PHONY: detect-eval
+bench: detect-eval
 detect-eval:
 	$(GO) run ./cmd/meshlens eval detect --scenario all
-	$(GO) run ./cmd/meshlens eval rca --petshop /work/shared/datasets/petshop
+	$(GO) run ./cmd/meshlens eval rca --petshop $(SHARED_DIR)/datasets/petshop

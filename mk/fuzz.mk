@@ -1,6 +1,6 @@
 # Short native-fuzz run of every decoder and parser before `make test`
 # (seed corpora in each package's testdata/fuzz/). FUZZTIME=1m make fuzz for longer.
-FUZZTIME ?= 5s
+FUZZTIME ?= 3s
 FUZZ_TARGETS := \
 	FuzzOTLPProto:./collector/traces/ \
 	FuzzOTLPJSON:./collector/traces/ \
