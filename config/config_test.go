@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"gopkg.in/yaml.v3"
 )
 
 func TestDefaultsAreValid(t *testing.T) {
@@ -100,5 +102,44 @@ func TestApplyEnv(t *testing.T) {
 	ApplyEnv(&c, func(k string) string { return env[k] })
 	if c.HTTP.Addr != "127.0.0.1:9999" || c.DataDir != "/tmp/x" {
 		t.Errorf("env not applied: %+v", c)
+	}
+}
+
+// config.yaml is the documented example: it must name every key there is.
+func TestExampleConfigNamesEveryKey(t *testing.T) {
+	raw, err := os.ReadFile(filepath.Join("..", "config.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var doc map[string]any
+	if err := yaml.Unmarshal(raw, &doc); err != nil {
+		t.Fatal(err)
+	}
+	b, err := yaml.Marshal(Default())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var def map[string]any
+	if err := yaml.Unmarshal(b, &def); err != nil {
+		t.Fatal(err)
+	}
+	var missing []string
+	var walk func(prefix string, want, have map[string]any)
+	walk = func(prefix string, want, have map[string]any) {
+		for k, v := range want {
+			hv, ok := have[k]
+			if !ok {
+				missing = append(missing, prefix+k)
+				continue
+			}
+			if wm, ok := v.(map[string]any); ok {
+				hm, _ := hv.(map[string]any)
+				walk(prefix+k+".", wm, hm)
+			}
+		}
+	}
+	walk("", def, doc)
+	if len(missing) > 0 {
+		t.Errorf("config.yaml does not document: %v", missing)
 	}
 }

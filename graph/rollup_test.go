@@ -380,6 +380,13 @@ func TestCompactSketchRoundTrip(t *testing.T) {
 					t.Errorf("q%v %v, want %v", q, got, want)
 				}
 			}
+			// Folded: without its sum, estimated from the bins.
+			at := compactSumAt(enc)
+			var e Sketch
+			e.mergeCompactSum(append(enc[:at:at], enc[at+4:]...), false)
+			if e.Count() != s.Count() || math.Abs(e.Sum()-s.Sum()) > RelativeAccuracy*math.Abs(s.Sum()) {
+				t.Errorf("without sum: %d values sum %v, want %d %v", e.Count(), e.Sum(), s.Count(), s.Sum())
+			}
 			// Merging into a non-empty sketch adds up.
 			d.mergeCompact(enc)
 			if d.Count() != 2*s.Count() {

@@ -228,9 +228,10 @@ func (s *series) growLog(n int) {
 	if cap(s.log)-len(s.log) >= n {
 		return
 	}
-	l := make([]byte, len(s.log), len(s.log)+max(n, len(s.log)/32+16))
-	copy(l, s.log)
-	s.log = l
+	// Appending to nil rounds the capacity up to the allocation's size
+	// class, so that rounding is usable room rather than hidden waste.
+	l := append([]byte(nil), make([]byte, len(s.log)+max(n, len(s.log)/32+16))...)
+	s.log = l[:copy(l, s.log)]
 }
 
 // groupBytes is the log of group i.

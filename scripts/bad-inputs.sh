@@ -13,8 +13,8 @@ cat >"$w/c.yaml" <<EOF
 http: {addr: "127.0.0.1:$HP"}
 dataDir: $w/data
 log: {level: warn}
-traces: {otlp_grpc_addr: "127.0.0.1:$OG", otlp_http_addr: "127.0.0.1:$OH", jaeger_grpc_addr: "", jaeger_http_addr: "127.0.0.1:$JH", zipkin_addr: "127.0.0.1:$ZP", max_request_bytes: 1048576}
-metrics: {max_body_bytes: 1048576}
+traces: {otlpGrpcAddr: "127.0.0.1:$OG", otlpHttpAddr: "127.0.0.1:$OH", jaegerGrpcAddr: "", jaegerHttpAddr: "127.0.0.1:$JH", zipkinAddr: "127.0.0.1:$ZP", maxRequestBytes: 1048576}
+metrics: {maxBodyBytes: 1048576}
 auth: {tokens: [{name: soak, role: operator, sha256: "$H"}]}
 receivers: {limits: {requestsPerSecond: 50, burst: 100, maxClients: 1000, maxConcurrent: 8}}
 EOF

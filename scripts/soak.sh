@@ -40,11 +40,11 @@ log: {level: warn}
 metrics:
   targets: [{name: bookinfo, url: "http://127.0.0.1:$SCRAPE/stats/prometheus", interval: 5s}]
 traces:
-  otlp_grpc_addr: "127.0.0.1:$OTLPG"
-  otlp_http_addr: "127.0.0.1:$OTLPH"
-  jaeger_grpc_addr: ""
-  jaeger_http_addr: ""
-  zipkin_addr: ""
+  otlpGrpcAddr: "127.0.0.1:$OTLPG"
+  otlpHttpAddr: "127.0.0.1:$OTLPH"
+  jaegerGrpcAddr: ""
+  jaegerHttpAddr: ""
+  zipkinAddr: ""
 detect:
   alerts:
     webhooks: [{name: down, url: "http://127.0.0.1:$DEADHOOK/hook", format: alertmanager, minSeverity: info}]

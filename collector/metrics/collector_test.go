@@ -365,7 +365,7 @@ func TestConfigValidate(t *testing.T) {
 		{"defaults", DefaultConfig(), nil},
 		{"bad target", Config{Targets: []Target{{URL: "ftp://x/metrics", Interval: time.Second, Timeout: 2 * time.Second}, {Name: "a", URL: ""}}},
 			[]string{`targets[0].url: scheme "ftp": want http or https`, "targets[0].timeout: 2s exceeds the interval 1s", "targets[1].url: required"}},
-		{"negative sizes", Config{MaxBodyBytes: -1, MaxLabelLength: -1}, []string{"max_body_bytes: must be > 0", "max_label_length: must be > 0"}},
+		{"negative sizes", Config{MaxBodyBytes: -1, MaxLabelLength: -1}, []string{"maxBodyBytes: must be > 0", "maxLabelLength: must be > 0"}},
 		{"duplicate names", Config{Targets: []Target{{Name: "a", URL: "http://x/m"}, {Name: "a", URL: "http://y/m"}}}, []string{`targets[1].name: "a" already used by targets[0]`}},
 	}
 	for _, tc := range cases {

@@ -16,13 +16,13 @@ type Config struct {
 	// Targets are scraped for Prometheus text / OpenMetrics exposition.
 	Targets []Target `yaml:"targets"`
 	// MaxBodyBytes caps a scrape body or a pushed request, after decompression.
-	MaxBodyBytes int64 `yaml:"max_body_bytes"`
+	MaxBodyBytes int64 `yaml:"maxBodyBytes"`
 	// MaxLabelLength caps label values taken into node identities; longer values are cut.
-	MaxLabelLength int `yaml:"max_label_length"`
+	MaxLabelLength int `yaml:"maxLabelLength"`
 	// MaxSeries caps the series whose last value is held; new series past it are dropped.
-	MaxSeries int `yaml:"max_series"`
+	MaxSeries int `yaml:"maxSeries"`
 	// SeriesTTL forgets a series not seen for this long.
-	SeriesTTL time.Duration `yaml:"series_ttl"`
+	SeriesTTL time.Duration `yaml:"seriesTtl"`
 }
 
 // Target is one scraped endpoint.
@@ -93,16 +93,16 @@ func (c Config) withDefaults() Config {
 func (c Config) Validate() []string {
 	var errs []string
 	if c.MaxBodyBytes < 0 {
-		errs = append(errs, "max_body_bytes: must be > 0")
+		errs = append(errs, "maxBodyBytes: must be > 0")
 	}
 	if c.MaxLabelLength < 0 {
-		errs = append(errs, "max_label_length: must be > 0")
+		errs = append(errs, "maxLabelLength: must be > 0")
 	}
 	if c.MaxSeries < 0 {
-		errs = append(errs, "max_series: must be > 0")
+		errs = append(errs, "maxSeries: must be > 0")
 	}
 	if c.SeriesTTL < 0 {
-		errs = append(errs, "series_ttl: must be > 0")
+		errs = append(errs, "seriesTtl: must be > 0")
 	}
 	names := map[string]int{}
 	for i, t := range c.Targets {

@@ -21,16 +21,16 @@ type Sink interface {
 type PairerConfig struct {
 	// MaxSpans is how many spans wait for their partners at most; when full
 	// the oldest expire first (and are counted as evicted).
-	MaxSpans int `yaml:"max_spans"`
+	MaxSpans int `yaml:"maxSpans"`
 	// Expiry is how long a span waits for its partner, measured on the clock
 	// passed to Expire (wall time in the receiver, virtual time in replays).
 	Expiry time.Duration `yaml:"expiry"`
 	// MaxSpanDuration: longer spans (and spans that end before they start)
 	// still count as calls but their latency is ignored.
-	MaxSpanDuration time.Duration `yaml:"max_span_duration"`
+	MaxSpanDuration time.Duration `yaml:"maxSpanDuration"`
 	// MaxClockSkew: a span stamped further than this from the pairer's clock
 	// is recorded at the clock's time instead of its own.
-	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+	MaxClockSkew time.Duration `yaml:"maxClockSkew"`
 }
 
 // DefaultPairerConfig is the store used when nothing is configured.
@@ -42,16 +42,16 @@ func DefaultPairerConfig() PairerConfig {
 func (c PairerConfig) Validate() []string {
 	var p []string
 	if c.MaxSpans < 1 {
-		p = append(p, "max_spans: must be > 0")
+		p = append(p, "maxSpans: must be > 0")
 	}
 	if c.Expiry <= 0 {
 		p = append(p, "expiry: must be > 0")
 	}
 	if c.MaxSpanDuration <= 0 {
-		p = append(p, "max_span_duration: must be > 0")
+		p = append(p, "maxSpanDuration: must be > 0")
 	}
 	if c.MaxClockSkew <= 0 {
-		p = append(p, "max_clock_skew: must be > 0")
+		p = append(p, "maxClockSkew: must be > 0")
 	}
 	return p
 }

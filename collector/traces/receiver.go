@@ -18,22 +18,22 @@ import (
 // Config is the traces section of the configuration. An empty address
 // disables that receiver.
 type Config struct {
-	OTLPGRPCAddr   string `yaml:"otlp_grpc_addr"`
-	OTLPHTTPAddr   string `yaml:"otlp_http_addr"`
-	JaegerGRPCAddr string `yaml:"jaeger_grpc_addr"`
-	JaegerHTTPAddr string `yaml:"jaeger_http_addr"`
-	ZipkinAddr     string `yaml:"zipkin_addr"`
+	OTLPGRPCAddr   string `yaml:"otlpGrpcAddr"`
+	OTLPHTTPAddr   string `yaml:"otlpHttpAddr"`
+	JaegerGRPCAddr string `yaml:"jaegerGrpcAddr"`
+	JaegerHTTPAddr string `yaml:"jaegerHttpAddr"`
+	ZipkinAddr     string `yaml:"zipkinAddr"`
 
 	// MaxRequestBytes bounds one request, compressed and decompressed
 	// (413 / ResourceExhausted beyond it).
-	MaxRequestBytes int `yaml:"max_request_bytes"`
+	MaxRequestBytes int `yaml:"maxRequestBytes"`
 	// MaxConcurrentRequests bounds requests being decoded at once; beyond it
 	// clients get a retryable 503 / Unavailable.
-	MaxConcurrentRequests int `yaml:"max_concurrent_requests"`
+	MaxConcurrentRequests int `yaml:"maxConcurrentRequests"`
 	// MaxAttrLen truncates kept attribute values (service and peer names).
-	MaxAttrLen int `yaml:"max_attr_len"`
+	MaxAttrLen int `yaml:"maxAttrLen"`
 	// ExpireInterval is how often the pairing store lets expired spans go.
-	ExpireInterval time.Duration `yaml:"expire_interval"`
+	ExpireInterval time.Duration `yaml:"expireInterval"`
 
 	Pairing  PairerConfig `yaml:"pairing"`
 	Identity Identity     `yaml:"identity"`
@@ -60,9 +60,9 @@ func DefaultConfig() Config {
 func (c Config) Validate() []string {
 	var p []string
 	for _, a := range []struct{ key, addr string }{
-		{"otlp_grpc_addr", c.OTLPGRPCAddr}, {"otlp_http_addr", c.OTLPHTTPAddr},
-		{"jaeger_grpc_addr", c.JaegerGRPCAddr}, {"jaeger_http_addr", c.JaegerHTTPAddr},
-		{"zipkin_addr", c.ZipkinAddr},
+		{"otlpGrpcAddr", c.OTLPGRPCAddr}, {"otlpHttpAddr", c.OTLPHTTPAddr},
+		{"jaegerGrpcAddr", c.JaegerGRPCAddr}, {"jaegerHttpAddr", c.JaegerHTTPAddr},
+		{"zipkinAddr", c.ZipkinAddr},
 	} {
 		if a.addr == "" {
 			continue
@@ -72,16 +72,16 @@ func (c Config) Validate() []string {
 		}
 	}
 	if c.MaxRequestBytes < 1024 {
-		p = append(p, "max_request_bytes: must be >= 1024")
+		p = append(p, "maxRequestBytes: must be >= 1024")
 	}
 	if c.MaxConcurrentRequests < 1 {
-		p = append(p, "max_concurrent_requests: must be > 0")
+		p = append(p, "maxConcurrentRequests: must be > 0")
 	}
 	if c.MaxAttrLen < 16 {
-		p = append(p, "max_attr_len: must be >= 16")
+		p = append(p, "maxAttrLen: must be >= 16")
 	}
 	if c.ExpireInterval <= 0 {
-		p = append(p, "expire_interval: must be > 0")
+		p = append(p, "expireInterval: must be > 0")
 	}
 	for _, s := range c.Pairing.Validate() {
 		p = append(p, "pairing."+s)

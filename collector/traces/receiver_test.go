@@ -406,7 +406,7 @@ func TestConfigValidate(t *testing.T) {
 	c.MaxRequestBytes = 0
 	c.Pairing.Expiry = 0
 	got := strings.Join(c.Validate(), "\n")
-	for _, want := range []string{"otlp_grpc_addr:", "max_request_bytes:", "pairing.expiry:"} {
+	for _, want := range []string{"otlpGrpcAddr:", "maxRequestBytes:", "pairing.expiry:"} {
 		if !strings.Contains(got, want) {
 			t.Errorf("missing %q in %q", want, got)
 		}

@@ -154,10 +154,10 @@ func (r *ResourceAttrs) set(key, val string) bool {
 type Identity struct {
 	// DefaultCluster fills Node.Cluster when k8s.cluster.name is absent
 	// (Istio's metrics say "Kubernetes" unless a cluster is named).
-	DefaultCluster string `yaml:"default_cluster"`
+	DefaultCluster string `yaml:"defaultCluster"`
 	// ServiceDomain, when set and the namespace is known, fills Node.Service
 	// with "<service.name>.<namespace>.<domain>" as Istio's destination_service does.
-	ServiceDomain string `yaml:"service_domain"`
+	ServiceDomain string `yaml:"serviceDomain"`
 }
 
 // UnknownService is the service name of spans that carry none (as OTel SDKs do).

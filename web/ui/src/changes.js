@@ -91,8 +91,39 @@ export class Changes {
   }
 }
 
-/** Accepts {added:{nodes,edges}, removed:{...}, changed:[...]} or a flat list of {id, kind, change}. */
+// The server's moved-metric lists: which stat each one is about and how to name the change.
+const SERVER_CHANGES = [
+  ['p95', 'p95', (c) => 'slower'],
+  ['errorRatio', 'errorRatio', (c) => (c.after >= c.before ? 'errors up' : 'errors down')],
+  ['rate', 'rps', (c) => (c.after >= c.before ? 'traffic up' : 'traffic down')],
+];
+
+/**
+ * Accepts meshlens' GET /api/v1/graph/diff ({nodes:{added,removed}, edges:{added,removed},
+ * changes:{rate,errorRatio,p95}}), {added:{nodes,edges}, removed:{...}, changed:[...]}, or a
+ * flat list of {id, kind, change}.
+ */
 export function normaliseServerDiff(d) {
+  if (d && d.nodes && !Array.isArray(d.nodes) && d.changes && !Array.isArray(d.changes)) {
+    const out = [];
+    for (const k of ['nodes', 'edges']) {
+      for (const change of ['added', 'removed']) {
+        for (const data of d[k]?.[change] ?? []) {
+          out.push({ id: data.id, kind: k.slice(0, -1), change, [change === 'added' ? 'after' : 'before']: data, label: data.label ?? data.id });
+        }
+      }
+    }
+    const seen = new Set();
+    for (const [list, stat, name] of SERVER_CHANGES) {
+      for (const c of d.changes[list] ?? []) {
+        if (seen.has(c.id)) continue;
+        seen.add(c.id);
+        const side = (v) => ({ id: c.id, source: c.source, target: c.target, stats: { [stat]: v } });
+        out.push({ id: c.id, kind: 'edge', change: name(c), before: side(c.before), after: side(c.after), label: c.id });
+      }
+    }
+    return out;
+  }
   const flat = listOf(d, 'changes');
   if (flat.length) return flat.map((x) => ({ id: x.id, kind: x.kind ?? 'edge', change: x.change ?? 'changed', before: x.before, after: x.after, label: x.label ?? x.id }));
   const out = [];

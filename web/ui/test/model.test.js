@@ -161,3 +161,22 @@ test('detect anomalies and incidents map onto the graph of any view', () => {
   // A different namespace does not match.
   assert.deepEqual(rootCauseNodes(app, { node: { ...RT, id: 'x', namespace: 'other' } }), []);
 });
+
+test('normaliseServerDiff reads meshlens diff responses', () => {
+  const items = normaliseServerDiff({
+    view: 'workload',
+    nodes: { added: [{ id: 'n-new', label: 'reviews-v4' }], removed: [] },
+    edges: { added: [{ id: 'e-new', source: 'a', target: 'n-new' }], removed: [{ id: 'e-old', source: 'a', target: 'b' }] },
+    changes: {
+      rate: [{ id: 'e1', source: 'a', target: 'b', before: 10, after: 2 }],
+      errorRatio: [{ id: 'e2', source: 'a', target: 'c', before: 0, after: 0.2 }],
+      p95: [{ id: 'e1', source: 'a', target: 'b', before: 20, after: 900 }],
+    },
+  });
+  const by = Object.fromEntries(items.map((i) => [i.id + ':' + i.change, i]));
+  assert.equal(by['n-new:added'].label, 'reviews-v4');
+  assert.ok(by['e-new:added'] && by['e-old:removed']);
+  assert.equal(by['e1:slower'].after.stats.p95, 900);
+  assert.equal(by['e2:errors up'].after.stats.errorRatio, 0.2);
+  assert.equal(items.filter((i) => i.id === 'e1').length, 1, 'an edge is listed once, under its most telling change');
+});
