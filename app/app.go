@@ -65,7 +65,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 	a := &App{cfg: cfg, log: log, reg: prometheus.NewRegistry()}
 	a.reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
-	a.Graph = graph.New(graph.Config{Resolution: cfg.Graph.Resolution.D(), Window: cfg.Graph.Window.D()})
+	a.Graph = graph.New(graph.Config{Resolution: cfg.Graph.Resolution.D(), Window: cfg.Graph.Window.D(),
+		DefaultCluster: cfg.Graph.DefaultCluster, MaxNodes: cfg.Graph.MaxNodes, MaxEdges: cfg.Graph.MaxEdges, MaxLabelLen: cfg.Graph.MaxLabelLen})
 	a.reg.MustRegister(newGraphCollector(a.Graph))
 
 	if cfg.Detect.Enabled {

@@ -8,8 +8,8 @@ import (
 
 // graphCollector exposes the graph's own counters at scrape time.
 type graphCollector struct {
-	g                                   *graph.Graph
-	obs, late, tooOld, nodes, edges, by *prometheus.Desc
+	g                                         *graph.Graph
+	obs, late, tooOld, nodes, edges, by, over *prometheus.Desc
 }
 
 func newGraphCollector(g *graph.Graph) *graphCollector {
@@ -21,11 +21,12 @@ func newGraphCollector(g *graph.Graph) *graphCollector {
 		nodes:  prometheus.NewDesc("meshlens_graph_nodes", "Nodes in the live graph.", nil, nil),
 		edges:  prometheus.NewDesc("meshlens_graph_edges", "Edges in the live graph.", nil, nil),
 		by:     prometheus.NewDesc("meshlens_graph_bucket_bytes", "Bytes held by closed buckets.", nil, nil),
+		over:   prometheus.NewDesc("meshlens_graph_overflow_total", "Observations folded into the overflow node because a node or edge cap was reached.", nil, nil),
 	}
 }
 
 func (c *graphCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{c.obs, c.late, c.tooOld, c.nodes, c.edges, c.by} {
+	for _, d := range []*prometheus.Desc{c.obs, c.late, c.tooOld, c.nodes, c.edges, c.by, c.over} {
 		ch <- d
 	}
 }
@@ -38,4 +39,5 @@ func (c *graphCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.nodes, prometheus.GaugeValue, float64(k.Nodes))
 	ch <- prometheus.MustNewConstMetric(c.edges, prometheus.GaugeValue, float64(k.Edges))
 	ch <- prometheus.MustNewConstMetric(c.by, prometheus.GaugeValue, float64(k.Bytes))
+	ch <- prometheus.MustNewConstMetric(c.over, prometheus.CounterValue, float64(k.Overflowed))
 }

@@ -79,6 +79,12 @@ type HTTP struct {
 type Graph struct {
 	Resolution Duration `yaml:"resolution"`
 	Window     Duration `yaml:"window"`
+	// DefaultCluster names the cluster of nodes reported without one (Linkerd,
+	// tracing SDKs), so they join the nodes Istio reports; Istio's default is "Kubernetes".
+	DefaultCluster string `yaml:"defaultCluster"`
+	MaxNodes       int    `yaml:"maxNodes"`
+	MaxEdges       int    `yaml:"maxEdges"`
+	MaxLabelLen    int    `yaml:"maxLabelLen"`
 }
 
 // Demo runs a simulated mesh into the graph.
@@ -97,9 +103,10 @@ type Log struct {
 func Default() Config {
 	return Config{
 		// Loopback: an open server must not face the network (see auth.allowInsecure).
-		HTTP:      HTTP{Addr: "127.0.0.1:8080"},
-		DataDir:   "./data",
-		Graph:     Graph{Resolution: Duration(10 * time.Second), Window: Duration(time.Hour)},
+		HTTP:    HTTP{Addr: "127.0.0.1:8080"},
+		DataDir: "./data",
+		Graph: Graph{Resolution: Duration(10 * time.Second), Window: Duration(time.Hour),
+			DefaultCluster: "Kubernetes", MaxNodes: 50_000, MaxEdges: 200_000, MaxLabelLen: 256},
 		Demo:      Demo{Seed: 1},
 		Log:       Log{Level: "info", Format: "text"},
 		Detect:    detect.DefaultConfig(),
@@ -182,6 +189,14 @@ func (c *Config) Validate() error {
 		p.add("graph.window", "must be at least graph.resolution")
 	} else if res > 0 && win/res > 100_000 {
 		p.add("graph.window", "holds more than 100000 buckets; raise graph.resolution")
+	}
+	for _, f := range []struct {
+		key string
+		v   int
+	}{{"graph.maxNodes", c.Graph.MaxNodes}, {"graph.maxEdges", c.Graph.MaxEdges}, {"graph.maxLabelLen", c.Graph.MaxLabelLen}} {
+		if f.v < 1 {
+			p.add(f.key, "must be > 0")
+		}
 	}
 	switch c.Log.Level {
 	case "debug", "info", "warn", "error":

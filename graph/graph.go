@@ -6,6 +6,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unicode/utf8"
 )
 
 // Config sizes the in-memory graph.
@@ -23,7 +24,22 @@ type Config struct {
 	// their memory. Counters always stay per bucket. The default, 6m, keeps
 	// 5-minute windows ending now exact to the bucket.
 	RawLatency time.Duration
+	// DefaultCluster names the cluster of nodes reported without one, so the
+	// same workload seen by a dialect that names its cluster (Istio reports
+	// "Kubernetes" by default) and by one that does not (Linkerd, most
+	// tracing SDKs) is one node. Empty leaves identities as reported.
+	DefaultCluster string
+	// Cardinality guards: a misbehaving client spraying random identities
+	// must not exhaust memory. Beyond MaxNodes new identities fold into the
+	// overflow node; beyond MaxEdges new edges lead to it. Identity fields
+	// longer than MaxLabelLen are cut. Defaults: 50,000 / 200,000 / 256.
+	MaxNodes    int
+	MaxEdges    int
+	MaxLabelLen int
 }
+
+// OverflowNode stands for every identity that arrived after a cardinality cap was reached.
+var OverflowNode = Node{Workload: "overflow", Kind: KindUnknown}
 
 func (c *Config) withDefaults() Config {
 	out := *c
@@ -43,6 +59,15 @@ func (c *Config) withDefaults() Config {
 	}
 	if out.RawLatency <= 0 {
 		out.RawLatency = 6 * time.Minute
+	}
+	if out.MaxNodes <= 0 {
+		out.MaxNodes = 50_000
+	}
+	if out.MaxEdges <= 0 {
+		out.MaxEdges = 200_000
+	}
+	if out.MaxLabelLen <= 0 {
+		out.MaxLabelLen = 256
 	}
 	return out
 }
@@ -94,8 +119,9 @@ type Counters struct {
 	Late         uint64 // arrived after their bucket was final; folded into the oldest open bucket
 	TooOld       uint64 // older than the window; dropped
 	Nodes, Edges int
-	Buckets      int // closed bucket records held
-	Bytes        int // encoded bytes held by closed buckets
+	Buckets      int    // closed bucket records held
+	Bytes        int    // encoded bytes held by closed buckets
+	Overflowed   uint64 // observations folded into the overflow node by a cardinality cap
 }
 
 // BucketClosed is passed to hooks when a bucket becomes final.
@@ -121,7 +147,7 @@ type Graph struct {
 	hooks     []func(BucketClosed)
 	last      *edge // one-entry cache for runs of observations on one edge
 
-	observations, late, tooOld atomic.Uint64
+	observations, late, tooOld, overflowed atomic.Uint64
 
 	runMu  sync.Mutex
 	cancel context.CancelFunc
@@ -251,22 +277,10 @@ func (g *Graph) ingestLocked(o *Observation) {
 			g.late.Add(1)
 		}
 	}
-	src, dst := o.Src, o.Dst
-	if src.IsZero() {
-		src = UnknownNode
-	}
-	if dst.IsZero() {
-		dst = UnknownNode
-	}
+	src, dst := g.normalize(o.Src), g.normalize(o.Dst)
 	e := g.last
 	if e == nil || e.key.proto != o.Protocol || e.key.src.node != src || e.key.dst.node != dst {
-		k := edgeKey{src: g.node(src, o.Time.UnixNano()), dst: g.node(dst, o.Time.UnixNano()), proto: o.Protocol}
-		e = g.edges[k]
-		if e == nil {
-			e = &edge{key: k, firstSeen: o.Time.UnixNano()}
-			g.edges[k] = e
-			g.edgeList = append(g.edgeList, e)
-		}
+		e = g.edgeFor(src, dst, o.Protocol, o.Time.UnixNano())
 		g.last = e
 	}
 	if ns := o.Time.UnixNano(); ns > e.lastSeen {
@@ -292,10 +306,84 @@ func (g *Graph) ingestLocked(o *Observation) {
 	g.observations.Add(1)
 }
 
-// node interns n, first seen at ns.
+// normalize fills a missing identity and cluster and caps label lengths.
+func (g *Graph) normalize(n Node) Node {
+	if n.IsZero() {
+		return UnknownNode
+	}
+	if n.Cluster == "" && g.cfg.DefaultCluster != "" && n.Kind != KindUnknown {
+		n.Cluster = g.cfg.DefaultCluster
+	}
+	if max := g.cfg.MaxLabelLen; len(n.Cluster) > max || len(n.Namespace) > max || len(n.Workload) > max ||
+		len(n.App) > max || len(n.Version) > max || len(n.Service) > max {
+		for _, f := range []*string{&n.Cluster, &n.Namespace, &n.Workload, &n.App, &n.Version, &n.Service} {
+			*f = cutLabel(*f, max)
+		}
+	}
+	return n
+}
+
+// cutLabel shortens s to at most max bytes on a UTF-8 boundary.
+func cutLabel(s string, max int) string {
+	if len(s) <= max {
+		return s
+	}
+	i := max
+	for i > 0 && !utf8.RuneStart(s[i]) {
+		i--
+	}
+	return s[:i]
+}
+
+// edgeFor finds or creates the edge src->dst, folding new identities into the
+// overflow node once a cardinality cap is reached.
+func (g *Graph) edgeFor(src, dst Node, proto Protocol, ns int64) *edge {
+	folded := false
+	sr, dr := g.node(src, ns), g.node(dst, ns)
+	if sr == nil {
+		sr, folded = g.overflowNode(ns), true
+	}
+	if dr == nil {
+		dr, folded = g.overflowNode(ns), true
+	}
+	k := edgeKey{src: sr, dst: dr, proto: proto}
+	e := g.edges[k]
+	if e == nil && len(g.edgeList) >= g.cfg.MaxEdges {
+		// Keep the caller's identity when it is known: "who is spraying" is the useful part.
+		folded = true
+		k.dst = g.overflowNode(ns)
+		if e = g.edges[k]; e == nil {
+			k.src = k.dst
+			e = g.edges[k]
+		}
+	}
+	if folded {
+		g.overflowed.Add(1)
+	}
+	if e == nil {
+		e = &edge{key: k, firstSeen: ns}
+		g.edges[k] = e
+		g.edgeList = append(g.edgeList, e)
+	}
+	return e
+}
+
+func (g *Graph) overflowNode(ns int64) *nodeRec {
+	r := g.nodes[OverflowNode]
+	if r == nil {
+		r = &nodeRec{node: OverflowNode, first: ns}
+		g.nodes[OverflowNode] = r
+	}
+	return r
+}
+
+// node interns n, first seen at ns; nil when n is new and the node cap is reached.
 func (g *Graph) node(n Node, ns int64) *nodeRec {
 	r := g.nodes[n]
 	if r == nil {
+		if len(g.nodes) >= g.cfg.MaxNodes {
+			return nil
+		}
 		r = &nodeRec{node: n, first: ns}
 		g.nodes[n] = r
 	}
@@ -424,6 +512,7 @@ func (g *Graph) Counters() Counters {
 		Observations: g.observations.Load(),
 		Late:         g.late.Load(),
 		TooOld:       g.tooOld.Load(),
+		Overflowed:   g.overflowed.Load(),
 		Nodes:        len(g.nodes),
 		Edges:        len(g.edgeList),
 	}

@@ -3,10 +3,13 @@ package graph
 import (
 	"context"
 	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 var t0 = time.Date(2026, 11, 23, 12, 0, 0, 0, time.UTC)
@@ -310,5 +313,76 @@ func TestNodeIDRoundTrip(t *testing.T) {
 		if _, err := ParseNodeID(bad); err == nil {
 			t.Errorf("ParseNodeID(%q) accepted", bad)
 		}
+	}
+}
+
+func TestConnectFailuresOnlyTheCallerSeesShowOnTheEdge(t *testing.T) {
+	g := newTestGraph(t)
+	dst := obs(t0, productpage, reviewsV1, 100, 0, 10)
+	src := dst
+	src.Reporter = ReporterSource
+	failed := Observation{Time: t0, Src: productpage, Dst: reviewsV1, Requests: 5, Reporter: ReporterSource,
+		Signal: SignalMetrics, ResponseFlags: ParseFlags("UF")}
+	failed.Errors[ErrConnectFailure] = 5
+	g.Ingest([]Observation{dst, src, failed})
+	g.Advance(t0.Add(10 * time.Second))
+	s, _ := g.Snapshot(Query{Window: 10 * time.Second})
+	e := edgeBetween(t, s, "productpage-v1", "reviews-v1")
+	if e.Stats.Requests != 105 || e.Stats.Errors[ErrConnectFailure] != 5 || e.Stats.Flags["UF"] != 5 {
+		t.Errorf("edge stats %d requests, errors %v, flags %v; want the 5 connect failures counted", e.Stats.Requests, e.Stats.Errors, e.Stats.Flags)
+	}
+	if e.Stats.Latency.Count() != 100 {
+		t.Errorf("latency from %d requests, want the destination's 100", e.Stats.Latency.Count())
+	}
+}
+
+func TestCardinalityCapsFoldIntoOverflow(t *testing.T) {
+	g := New(Config{MaxNodes: 10, MaxEdges: 8, MaxLabelLen: 16})
+	g.Advance(t0)
+	var batch []Observation
+	for i := 0; i < 100; i++ {
+		// A client spraying random service names.
+		dst := Node{Namespace: "spam", Workload: fmt.Sprintf("random-%03d", i), Kind: KindWorkload}
+		batch = append(batch, obs(t0, productpage, dst, 1, 0, 1))
+	}
+	long := Node{Namespace: "bookinfo", Workload: strings.Repeat("é", 40), Kind: KindWorkload}
+	batch = append(batch, obs(t0, productpage, long, 1, 0, 1))
+	g.Ingest(batch)
+	g.Advance(t0.Add(10 * time.Second))
+	c := g.Counters()
+	if c.Nodes > 11 || c.Edges > 9 {
+		t.Fatalf("caps not held: %d nodes, %d edges", c.Nodes, c.Edges)
+	}
+	if c.Overflowed == 0 {
+		t.Fatal("no observation counted as overflowed")
+	}
+	s, _ := g.Snapshot(Query{Window: 10 * time.Second})
+	var total uint64
+	var sawOverflow bool
+	for _, e := range s.Edges {
+		total += e.Stats.Requests
+		if e.Target == OverflowNode {
+			sawOverflow = true
+		}
+		if len(e.Target.Workload) > 16 || !utf8.ValidString(e.Target.Workload) {
+			t.Errorf("label not cut on a rune boundary: %q", e.Target.Workload)
+		}
+	}
+	if !sawOverflow || total != 101 {
+		t.Errorf("overflow edge %v, %d requests kept, want all 101", sawOverflow, total)
+	}
+}
+
+func TestDefaultClusterJoinsDialects(t *testing.T) {
+	g := New(Config{DefaultCluster: "Kubernetes"})
+	g.Advance(t0)
+	fromTraces := Observation{Time: t0, Src: Node{Namespace: "bookinfo", Workload: "productpage-v1", App: "productpage", Kind: KindWorkload},
+		Dst: Node{Namespace: "bookinfo", Workload: "reviews-v1", App: "reviews", Kind: KindWorkload}, Requests: 1, Signal: SignalTraces}
+	fromIstio := obs(t0, productpage, reviewsV1, 1, 0, 1)
+	g.Ingest([]Observation{fromTraces, fromIstio})
+	g.Advance(t0.Add(10 * time.Second))
+	s, _ := g.Snapshot(Query{Window: 10 * time.Second})
+	if len(s.Edges) != 1 || s.Edges[0].Stats.Signals != SignalMetrics|SignalTraces {
+		t.Fatalf("%d edges; want one seen by both signals", len(s.Edges))
 	}
 }

@@ -72,13 +72,28 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			return i
 		}
 		p := q.View.Project(r.node)
-		i, ok := nodeIdx[p]
+		key := p
+		if q.View == ViewWorkload && p.Workload != "" {
+			// A workload is one node whoever reported it: a tracing SDK may not
+			// know the version or app label that the mesh reports.
+			key = Node{Cluster: p.Cluster, Namespace: p.Namespace, Workload: p.Workload, Kind: p.Kind}
+		}
+		i, ok := nodeIdx[key]
 		if !ok {
 			i = int32(len(snap.Nodes))
-			nodeIdx[p] = i
+			nodeIdx[key] = i
 			snap.Nodes = append(snap.Nodes, NodeSnapshot{Node: p, FirstSeen: time.Unix(0, r.first)})
-		} else if fs := time.Unix(0, r.first); fs.Before(snap.Nodes[i].FirstSeen) {
-			snap.Nodes[i].FirstSeen = fs
+		} else {
+			n := &snap.Nodes[i].Node
+			if n.App == "" {
+				n.App = p.App
+			}
+			if n.Version == "" {
+				n.Version = p.Version
+			}
+			if fs := time.Unix(0, r.first); fs.Before(snap.Nodes[i].FirstSeen) {
+				snap.Nodes[i].FirstSeen = fs
+			}
 		}
 		proj[r] = i
 		return i
@@ -118,6 +133,11 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 					secondary = i
 				}
 			}
+		}
+		// Connect failures never reach the callee's proxy: only the caller
+		// reports them. Counted into the destination view, they show on the edge.
+		if primary == chMetricsDst && have[chMetricsSrc] {
+			addConnectFailures(&chs[primary], &chs[chMetricsSrc])
 		}
 		var signals Signal
 		var reporters uint16
@@ -166,6 +186,10 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		if ls := time.Unix(0, e.lastSeen); ls.After(es.LastSeen) {
 			es.LastSeen = ls
 		}
+	}
+	// Nodes may have gained attributes after their first edge was made.
+	for i := range snap.Edges {
+		snap.Edges[i].Source, snap.Edges[i].Target = snap.Nodes[ends[i].src].Node, snap.Nodes[ends[i].dst].Node
 	}
 	// Size each node's sketches to the union of its edges' bins first, so
 	// the merges below never grow or shift them.
@@ -320,10 +344,10 @@ func (g *Graph) History(f EdgeFilter, window time.Duration, at time.Time) (start
 		if f.Protocol != nil && *f.Protocol != e.key.proto {
 			continue
 		}
-		if f.Source != nil && f.View.Project(e.key.src.node) != *f.Source {
+		if f.Source != nil && !f.View.matches(e.key.src.node, *f.Source) {
 			continue
 		}
-		if f.Target != nil && f.View.Project(e.key.dst.node) != *f.Target {
+		if f.Target != nil && !f.View.matches(e.key.dst.node, *f.Target) {
 			continue
 		}
 		for i, s := range e.ch {
@@ -347,4 +371,34 @@ func (g *Graph) History(f EdgeFilter, window time.Duration, at time.Time) (start
 
 func (s *Stats) hasData() bool {
 	return s.Requests+s.ConnOpened+s.RequestBytes+s.ResponseBytes+s.Latency.Count() != 0
+}
+
+// connectFailureFlags are the Envoy flags of calls that never reached the upstream.
+var connectFailureFlags = [...]string{"UF", "URX", "UH", "UO", "NR"}
+
+func addConnectFailures(dst, src *Stats) {
+	cf := src.Errors[ErrConnectFailure]
+	if cf == 0 || dst.Errors[ErrConnectFailure] != 0 {
+		return
+	}
+	dst.Requests += cf
+	dst.Errors[ErrConnectFailure] += cf
+	for _, f := range connectFailureFlags {
+		if v := src.Flags[f]; v > 0 {
+			if dst.Flags == nil {
+				dst.Flags = map[string]uint64{}
+			}
+			dst.Flags[f] += v
+		}
+	}
+}
+
+// matches reports whether raw node n shows as projected node p in view v,
+// with Snapshot's rule that a workload is one node whatever its labels.
+func (v View) matches(n, p Node) bool {
+	got := v.Project(n)
+	if v == ViewWorkload && got.Workload != "" {
+		return got.Cluster == p.Cluster && got.Namespace == p.Namespace && got.Workload == p.Workload && got.Kind == p.Kind
+	}
+	return got == p
 }
