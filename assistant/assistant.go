@@ -186,11 +186,14 @@ func (a *Assistant) Ask(ctx context.Context, q Question, sink func(Event)) (Answ
 			if ctx.Err() != nil {
 				return Answer{}, ctx.Err()
 			}
-			a.log.Warn("assistant: LLM engine failed; answering with the built-in engine", "err", lerr)
+			// The endpoint's error can quote the key it was sent (some
+			// OpenAI-compatible proxies echo it): scrub before it is shown or logged.
+			reason := a.scrub(lerr.Error())
+			a.log.Warn("assistant: LLM engine failed; answering with the built-in engine", "err", reason)
 			a.met.fallbacks.Inc()
 			ans, subject = a.builtin(ctx, q, turns)
-			ans.Fallback = lerr.Error()
-			ans.Answer = "The language model could not answer (" + shortReason(lerr) + "), so the built-in engine answered instead. " + ans.Answer
+			ans.Fallback = reason
+			ans.Answer = "The language model could not answer (" + shortReason(reason) + "), so the built-in engine answered instead. " + ans.Answer
 			// Proposals the model made before failing stay pending and are listed.
 			ans.Proposals = append(c.proposals, ans.Proposals...)
 			sink(Event{Type: "delta", Text: ans.Answer})
@@ -221,8 +224,7 @@ func (a *Assistant) Ask(ctx context.Context, q Question, sink func(Event)) (Answ
 	return ans, nil
 }
 
-func shortReason(err error) string {
-	s := err.Error()
+func shortReason(s string) string {
 	if len(s) > 160 {
 		s = s[:160] + "…"
 	}

@@ -125,16 +125,17 @@ func FuzzToolArgs(f *testing.F) {
 		f.Add(toolIndex(tools, s.tool), []byte(s.args))
 	}
 	g, d := fuzzGraph(f)
+	dir := f.TempDir() // no tool approves, so nothing is ever exported here
 	f.Fuzz(func(t *testing.T, which uint8, args []byte) {
-		checkToolCall(t, g, d, tools[int(which)%len(tools)].Name, args)
+		checkToolCall(t, g, d, dir, tools[int(which)%len(tools)].Name, args)
 	})
 }
 
-func checkToolCall(t *testing.T, g *graph.Graph, d *detect.Engine, name string, args []byte) {
+func checkToolCall(t *testing.T, g *graph.Graph, d *detect.Engine, exportDir, name string, args []byte) {
 	t.Helper()
 	store := NewMemoryStore()
 	cfg := DefaultConfig()
-	cfg.ExportDir = t.TempDir()
+	cfg.ExportDir = exportDir
 	a, err := New(Options{Config: cfg, Graph: g, Detector: d, Proposals: store, Sessions: store, Audit: store,
 		Clock: func() time.Time { return g.Now() }})
 	if err != nil {
@@ -196,7 +197,7 @@ func TestToolSeeds(t *testing.T) {
 	for _, s := range toolSeeds {
 		t.Run(s.name, func(t *testing.T) {
 			name := tools[toolIndex(tools, s.tool)].Name
-			checkToolCall(t, g, d, name, []byte(s.args))
+			checkToolCall(t, g, d, t.TempDir(), name, []byte(s.args))
 			if !mustWork[s.name] {
 				return
 			}

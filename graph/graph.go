@@ -265,17 +265,44 @@ func (g *Graph) IngestOne(o *Observation) {
 	g.mu.Unlock()
 }
 
-func (g *Graph) ingestLocked(o *Observation) {
-	idx := g.index(o.Time)
+// bucketIndex is the bucket t falls in, after the late and too-old rules;
+// false when t is older than the window.
+func (g *Graph) bucketIndex(t time.Time) (int64, bool) {
+	idx := g.index(t)
 	if g.started {
 		if idx <= g.watermark-g.slots {
 			g.tooOld.Add(1)
-			return
+			return 0, false
 		}
 		if final := g.watermark - g.grace; idx < final {
 			idx = final
 			g.late.Add(1)
 		}
+	}
+	return idx, true
+}
+
+// openFor is the open bucket idx of e's channel ch, made when missing.
+func (g *Graph) openFor(e *edge, ch int, idx int64) *openBucket {
+	s := e.ch[ch]
+	if s == nil {
+		s = &series{}
+		e.ch[ch] = s
+	}
+	b := s.openBucket(idx)
+	if b == nil {
+		if len(s.open) == 0 {
+			g.dirty = append(g.dirty, s)
+		}
+		b = s.newOpen(idx)
+	}
+	return b
+}
+
+func (g *Graph) ingestLocked(o *Observation) {
+	idx, ok := g.bucketIndex(o.Time)
+	if !ok {
+		return
 	}
 	src, dst := g.normalize(o.Src), g.normalize(o.Dst)
 	e := g.last
@@ -290,19 +317,7 @@ func (g *Graph) ingestLocked(o *Observation) {
 		e.addPrincipal(o.SrcPrincipal)
 		e.addPrincipal(o.DstPrincipal)
 	}
-	s := e.ch[channelOf(o)]
-	if s == nil {
-		s = &series{}
-		e.ch[channelOf(o)] = s
-	}
-	b := s.openBucket(idx)
-	if b == nil {
-		if len(s.open) == 0 {
-			g.dirty = append(g.dirty, s)
-		}
-		b = s.newOpen(idx)
-	}
-	b.add(o)
+	g.openFor(e, channelOf(o), idx).add(o)
 	g.observations.Add(1)
 }
 

@@ -15,31 +15,12 @@ func (g *Graph) IngestStats(t time.Time, src, dst Node, proto Protocol, st *Stat
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	idx := g.index(t)
-	if g.started {
-		if idx <= g.watermark-g.slots {
-			g.tooOld.Add(1)
-			return
-		}
-		if final := g.watermark - g.grace; idx < final {
-			idx = final
-			g.late.Add(1)
-		}
-	}
-	if src.IsZero() {
-		src = UnknownNode
-	}
-	if dst.IsZero() {
-		dst = UnknownNode
+	idx, ok := g.bucketIndex(t)
+	if !ok {
+		return
 	}
 	ns := t.UnixNano()
-	k := edgeKey{src: g.node(src, ns), dst: g.node(dst, ns), proto: proto}
-	e := g.edges[k]
-	if e == nil {
-		e = &edge{key: k, firstSeen: ns}
-		g.edges[k] = e
-		g.edgeList = append(g.edgeList, e)
-	}
+	e := g.edgeFor(g.normalize(src), g.normalize(dst), proto, ns)
 	if ns < e.firstSeen {
 		e.firstSeen = ns
 	}
@@ -49,19 +30,7 @@ func (g *Graph) IngestStats(t time.Time, src, dst Node, proto Protocol, st *Stat
 	for _, p := range principals {
 		e.addPrincipal(p)
 	}
-	s := e.ch[statsChannel(st)]
-	if s == nil {
-		s = &series{}
-		e.ch[statsChannel(st)] = s
-	}
-	b := s.openBucket(idx)
-	if b == nil {
-		if len(s.open) == 0 {
-			g.dirty = append(g.dirty, s)
-		}
-		b = s.newOpen(idx)
-	}
-	b.addStats(st)
+	g.openFor(e, statsChannel(st), idx).addStats(st)
 }
 
 const srcReporters = 1<<ReporterSource | 1<<ReporterProxy | 1<<ReporterClientSpan
