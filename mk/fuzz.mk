@@ -11,7 +11,11 @@ FUZZ_TARGETS := \
 	FuzzExposition:./collector/metrics/ \
 	FuzzDecode:./config/ \
 	FuzzParse:./fixtures/ \
-	FuzzSketchMergeBinary:./graph/
+	FuzzSketchMergeBinary:./graph/ \
+	FuzzToolArgs:./assistant/ \
+	FuzzReadTraceFile:./nezha/ \
+	FuzzReadMetricFile:./nezha/ \
+	FuzzReadFaults:./nezha/
 
 .PHONY: fuzz
 fuzz:

@@ -7,7 +7,9 @@
 // refused, the approver's goes through and lands in the audit log.
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
+import { promisify } from 'node:util';
 import { launch, openPage, waitForNodes, screenshot } from './browser.js';
 import { makeToken, startServe } from './server.js';
 
@@ -17,11 +19,17 @@ const CANARY_TIMEOUT = Number(process.env.MESHLENS_E2E_DELTA_TIMEOUT_MS ?? 15000
 const missing = !BIN || !fs.existsSync(BIN);
 if (missing && process.env.MESHLENS_INTEGRATION === '1') throw new Error(`MESHLENS_BIN=${BIN ?? ''}: binary not found (run make build)`);
 
+// Before sign-in the dashboard asks /api/v1/whoami who it is; the 401 answer
+// is how it learns it must show the login, and the browser logs it by itself.
+// Nothing else may log an error.
+const errors = (problems) => problems.filter((p) => !/status of 401 .*\(http:\/\/[^/]+\/api\/v1\/whoami\)$/.test(p));
+
 /** Opens the dashboard and signs in through its login menu, as a person would. */
 async function signIn(browser, url, who) {
   const { page, problems, context } = await openPage(browser, url);
   await page.goto('/');
-  await page.locator('#user-btn', { hasText: 'Sign in' }).click();
+  // Nothing is shown without a credential: the login form opens by itself.
+  await page.locator('#user-menu .error', { hasText: 'Sign in to continue.' }).waitFor();
   await page.fill('#user-menu input', who.token);
   await page.keyboard.press('Enter');
   await page.locator('#user-btn', { hasText: `${who.name} · ${who.role}` }).waitFor();
@@ -51,14 +59,28 @@ describe('approvals on meshlens serve with authentication', { skip: missing ? 'M
     assert.equal((await apiAs(viewer, '/api/v1/graph')).status, 200);
     const { page, problems, context } = await openPage(browser, server.url);
     await page.goto('/');
-    await page.locator('#user-btn', { hasText: 'Sign in' }).click();
+    await page.locator('#user-menu .error', { hasText: 'Sign in to continue.' }).waitFor();
+    assert.equal(await page.locator('#live-status').getAttribute('data-state'), 'idle', 'the live feed started before sign-in');
     await page.fill('#user-menu input', 'mlk_not-a-token');
     await page.keyboard.press('Enter');
     await page.locator('#user-menu .error', { hasText: 'not accepted' }).waitFor();
     await screenshot(page, 'auth-login-refused');
     // The refused login is a 401 answer, which the browser logs by itself.
-    assert.deepEqual(problems.filter((p) => !/status of 401/.test(p)), []);
+    assert.deepEqual(problems.filter((p) => !/status of 401 .*\/api\/v1\/(whoami|login)\)$/.test(p)), []);
     await context.close();
+  });
+
+  it('answers `meshlens ask` with a token and explains a missing one', async () => {
+    // No token anywhere: a clear message, not a bare 401.
+    const env = { ...process.env };
+    delete env.MESHLENS_TOKEN;
+    const q = 'which service is failing?';
+    const refused = await promisify(execFile)(BIN, ['ask', '--server', server.url, q], { env, timeout: 60000 }).then(() => null, (e) => e);
+    assert.ok(refused, 'ask without a token succeeded');
+    assert.match(refused.stderr, /401 Unauthorized: the server requires authentication .*--token or set MESHLENS_TOKEN/);
+    const { stdout, stderr } = await promisify(execFile)(BIN, ['ask', '--server', server.url, q], { env: { ...env, MESHLENS_TOKEN: operator.token }, timeout: 60000 });
+    assert.match(stdout, /failing/, stdout); // what is failing depends on how far the canary got
+    assert.match(stderr, /engine builtin/);
   });
 
   it('lets the operator ask the chat for a rollback proposal', async () => {
@@ -87,7 +109,7 @@ describe('approvals on meshlens serve with authentication', { skip: missing ? 'M
     // The chip opens the proposals tab with the new proposal in it.
     await chip.click();
     await page.locator(`#tab-proposals .proposal[data-id="${proposalID}"] .state`, { hasText: 'pending' }).waitFor();
-    assert.deepEqual(problems, []);
+    assert.deepEqual(errors(problems), []);
     await context.close();
   });
 
@@ -111,7 +133,7 @@ describe('approvals on meshlens serve with authentication', { skip: missing ? 'M
     assert.equal(res.status, 200);
     assert.equal((await res.json()).status, 'pending');
     // The refusal is a 403 answer, which the browser logs by itself.
-    assert.deepEqual(problems.filter((p) => !/status of 403/.test(p)), []);
+    assert.deepEqual(errors(problems).filter((p) => !/status of 403 .*\/approve\)$/.test(p)), []);
     await context.close();
   });
 
@@ -127,7 +149,7 @@ describe('approvals on meshlens serve with authentication', { skip: missing ? 'M
     await item.locator('.state', { hasText: /approved|applied/ }).waitFor();
     await item.locator('.proposal-body', { hasText: `by ${approver.name}` }).waitFor();
     await screenshot(page, 'auth-approver-approved');
-    assert.deepEqual(problems, []);
+    assert.deepEqual(errors(problems), []);
     await context.close();
 
     const p = await (await apiAs(viewer, `/api/v1/proposals/${encodeURIComponent(proposalID)}`)).json();

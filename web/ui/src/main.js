@@ -284,7 +284,12 @@ chat.openAnomaly = (kind, id) => anomalies.open(kind, id);
 const session = new Session({
   root: $('user'), button: $('user-btn'), menu: $('user-menu'), toast,
   // A new identity: the feed reconnects with the new cookie, panels reload.
-  onChange: () => { feed.stop(); feed.start(); anomalies.load(); proposals.load(); },
+  onChange: () => {
+    feed.stop();
+    if (session.mustSignIn) { session.required(); return; }
+    startData();
+    proposals.load();
+  },
 });
 setUnauthorizedHandler(() => session.required());
 const proposals = new Proposals($('tab-proposals'), { toast, session });
@@ -361,11 +366,19 @@ function init() {
     center: (id) => topo.renderedCenter(id),
     select: (id) => select(model.edges.has(id) ? { kind: 'edge', id } : { kind: 'node', id }),
   };
+  // Who is this first: on a server with auth on, every data request would
+  // be refused (and the feed retried forever) until someone signs in.
+  session.load().then(() => {
+    if (session.mustSignIn) { setLiveState('idle'); session.required(); } else startData();
+  });
+}
+
+/** Starts the live feed and loads what the panels show: at start and after a sign-in. */
+function startData() {
   feed.start();
   expectSnapshot(1500);
   anomalies.load();
   loadNamespaces();
-  session.load();
 }
 
 init();

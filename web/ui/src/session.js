@@ -9,6 +9,9 @@ export class Session {
     Object.assign(this, { root, button, menu, onChange, toast });
     this.who = null; // {name, role, method, authEnabled}
     this.error = '';
+    // The server refuses everything but the login without a credential (401):
+    // nothing can be shown until someone signs in.
+    this.mustSignIn = false;
     button.addEventListener('click', () => this.toggle());
     document.addEventListener('click', (ev) => { if (!root.contains(ev.target)) this.toggle(false); });
   }
@@ -19,10 +22,12 @@ export class Session {
     try {
       this.who = await api.whoami();
       this.root.hidden = false;
+      this.mustSignIn = false;
     } catch (err) {
       // No auth on this server (404): nothing to sign in to. 401: not signed in.
       this.who = null;
       this.root.hidden = err.notAvailable;
+      this.mustSignIn = err.status === 401;
     }
     this._render();
   }
@@ -37,6 +42,7 @@ export class Session {
   required() {
     if (this.root.hidden) return;
     this.who = null;
+    this.mustSignIn = true;
     this.error = 'Sign in to continue.';
     this._render();
     this.toggle(true);
