@@ -105,6 +105,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		ends = make([]projEdge, 0, len(g.edgeList))
 	}
 	var chs [numChannels]Stats
+	var bins binArena
 	for _, e := range g.edgeList {
 		if nsFilter && !slices.Contains(q.Namespaces, e.key.src.node.Namespace) && !slices.Contains(q.Namespaces, e.key.dst.node.Namespace) {
 			continue
@@ -163,7 +164,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			// Take the channel's stats with an exact-size copy of its sketch;
 			// the channel keeps its buffer for the next edge.
 			es.Stats = chs[primary]
-			es.Stats.Latency = chs[primary].Latency.tightClone()
+			es.Stats.Latency = chs[primary].Latency.tightCloneFrom(&bins)
 		} else {
 			es.Stats.Add(&chs[primary])
 		}
@@ -213,7 +214,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		for d, sk := range [2]*Sketch{&snap.Nodes[i].In.Latency, &snap.Nodes[i].Out.Latency} {
 			if sp := spans[2*i+d]; sp.lo <= sp.hi {
 				sk.offset = sp.lo
-				sk.counts = make([]uint64, sp.hi-sp.lo+1)
+				sk.counts = bins.take(int(sp.hi - sp.lo + 1))
 			}
 		}
 	}
@@ -228,6 +229,46 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 	}
 	sortSnapshot(snap, ends)
 	return snap, nil
+}
+
+// binArena hands out the bins of a snapshot's sketches from a few large
+// chunks rather than one allocation per sketch. Slices are capped at their
+// length, so a sketch that grows later moves out instead of overwriting its
+// neighbour.
+type binArena struct{ buf []uint64 }
+
+const binChunk = 1 << 15
+
+func (a *binArena) take(n int) []uint64 {
+	if n > len(a.buf) {
+		if n > binChunk/8 {
+			return make([]uint64, n)
+		}
+		a.buf = make([]uint64, binChunk)
+	}
+	s := a.buf[:n:n]
+	a.buf = a.buf[n:]
+	return s
+}
+
+// tightCloneFrom is a copy of s whose bins, taken from a, are exactly its
+// non-empty range.
+func (s *Sketch) tightCloneFrom(a *binArena) Sketch {
+	c := *s
+	lo, hi := 0, len(s.counts)
+	for lo < hi && s.counts[lo] == 0 {
+		lo++
+	}
+	for hi > lo && s.counts[hi-1] == 0 {
+		hi--
+	}
+	c.counts = nil
+	if lo < hi {
+		c.offset = s.offset + int32(lo)
+		c.counts = a.take(hi - lo)
+		copy(c.counts, s.counts[lo:hi])
+	}
+	return c
 }
 
 // liveFrom clamps a range start to the buckets the window still holds:

@@ -3,6 +3,7 @@ package graph
 import (
 	"encoding/binary"
 	"sort"
+	"sync/atomic"
 )
 
 // series holds one channel of one edge: a few open buckets with full
@@ -23,7 +24,62 @@ type series struct {
 	prevMask   uint16 // field mask of the last raw record (encoder state)
 	lastRolled bool   // the last group has its rollup (all groups before it do)
 	prevFlags  uint64 // reporters/signals/L4 of the last raw record (encoder state)
+	// win caches the sum of the whole, complete groups of the last window
+	// read (see sum); snapshots under the read lock race to fill it, hence an
+	// atomic pointer to an entry that is immutable once published.
+	win atomic.Pointer[winCache]
 }
+
+// winCache is the sum of groups [gFrom, gTo) of a series, all complete when
+// it was built: closed groups never change (maintain only drops groups older
+// than any window, and folding keeps their sums), so it stays valid until the
+// window's whole minutes move on.
+type winCache struct {
+	gFrom, gTo int64
+	// rec is the groups' counters and evidence as one rollup-format record,
+	// nil when they hold no data, followed by their latency bins from binLo
+	// as little-endian uint16s: compact, as reading a window is bound by
+	// memory traffic, and added without decoding. Bins that overflow 16 bits
+	// stay a compact sketch in the record (dense16 false).
+	rec         []byte
+	recLen      int
+	dense16     bool
+	binLo       int32
+	zero, count uint64
+	sum, lo, hi float64
+}
+
+// addTo adds the cached sum into st.
+func (w *winCache) addTo(st *Stats) {
+	var c counters
+	r := recordReader{b: w.rec[:w.recLen]}
+	r.next(&c)
+	c.addTo(st)
+	if !w.dense16 {
+		c.mergeSketchInto(&st.Latency)
+		return
+	}
+	if w.count == 0 {
+		return
+	}
+	sk := &st.Latency
+	sk.mergeHeader(w.count, w.zero, w.sum, w.lo, w.hi)
+	bins := w.rec[w.recLen:]
+	n := int32(len(bins) / 2)
+	if n == 0 {
+		return
+	}
+	sk.addKey(w.binLo, 0)
+	sk.addKey(w.binLo+n-1, 0)
+	dst := sk.counts[w.binLo-sk.offset:][:n]
+	for i := range dst {
+		dst[i] += uint64(binary.LittleEndian.Uint16(bins[2*i:]))
+	}
+}
+
+// minCachedGroups is the fewest whole groups worth caching: with one, the
+// cache would merely copy the rollup record.
+const minCachedGroups = 2
 
 // layout is how a graph cuts series into groups, shared by its series.
 type layout struct {
@@ -427,14 +483,125 @@ func (s *series) useRollup(i int, start, from, to int64, lay *layout) bool {
 	return mid >= from && mid < to
 }
 
-// sum adds every bucket with from <= idx < to into st and reports whether any was found.
+// sum adds every bucket with from <= idx < to into st and reports whether any
+// was found. The window's whole complete groups come from the series' cache,
+// so a snapshot decodes only the window's ragged ends and open buckets.
 func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
+	found := false
+	gA := floorDiv(from+lay.n-1, lay.n) // first group starting at or after from
+	gC := floorDiv(to, lay.n)           // groups below end at or before to
+	// Only groups below done are complete: later ones (and, without closed
+	// groups, any) may still gain buckets as open ones close.
+	done := gA
+	if len(s.groups) > 0 {
+		done = s.base + int64(len(s.groups))
+		if !s.lastRolled {
+			done--
+		}
+	}
+	gC = min(gC, done)
+	if gC-gA < minCachedGroups {
+		gA, gC = 0, 0
+	} else {
+		w := s.win.Load()
+		if w == nil || w.gFrom != gA || w.gTo != gC {
+			w = s.buildWin(gA, gC, lay)
+			s.win.Store(w)
+		}
+		if w.rec != nil {
+			w.addTo(st)
+			found = true
+		}
+	}
+	if s.sumClosed(from, to, gA, gC, st, lay) {
+		found = true
+	}
+	for _, b := range s.open {
+		if b.idx >= from && b.idx < to {
+			b.accumulate(st)
+			found = true
+		}
+	}
+	return found
+}
+
+// buildWin sums the complete groups [gA, gC) into a cache entry. It runs
+// under the graph's read lock, so it uses no shared scratch space.
+func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
+	w := &winCache{gFrom: gA, gTo: gC}
+	var acc openBucket
+	var c counters
+	found := false
+	for i := s.firstGroup(gA*lay.n, lay.n); i < len(s.groups); i++ {
+		gnum := s.base + int64(i)
+		if gnum >= gC {
+			break
+		}
+		r := recordReader{b: s.groupBytes(i)}
+		for {
+			b0, ok := r.next(&c)
+			if !ok {
+				break
+			}
+			// A complete group's rollup comes first and holds it all, unless
+			// folded: then it holds the sketch, its raw records the counters.
+			c.addToBucket(&acc)
+			found = true
+			if b0&rbSlot == rbRollup && gnum >= s.folded {
+				break
+			}
+		}
+	}
+	if !found {
+		return w
+	}
+	sk := &acc.sk
+	lo, hi := 0, len(sk.counts)
+	for lo < hi && sk.counts[lo] == 0 {
+		lo++
+	}
+	for hi > lo && sk.counts[hi-1] == 0 {
+		hi--
+	}
+	w.dense16 = true
+	for _, c := range sk.counts[lo:hi] {
+		if c > 0xffff {
+			w.dense16 = false
+		}
+	}
+	var bins []byte
+	if w.dense16 {
+		w.binLo = sk.offset + int32(lo)
+		w.zero, w.count, w.sum, w.lo, w.hi = sk.zero, sk.count, sk.sum, sk.min, sk.max
+		bins = make([]byte, 0, 2*(hi-lo))
+		for _, c := range sk.counts[lo:hi] {
+			bins = binary.LittleEndian.AppendUint16(bins, uint16(c))
+		}
+		sk.Reset() // the record goes without its sketch
+	}
+	var mask uint16
+	var flags uint64
+	w.rec = appendRecord(nil, &acc, rbRollup, true, &mask, &flags)
+	w.recLen = len(w.rec)
+	if w.dense16 {
+		w.rec = append(w.rec[:w.recLen:w.recLen], bins...) // one exact-size allocation
+	}
+	return w
+}
+
+// sumClosed adds the closed buckets with from <= idx < to, except those of
+// groups [skipFrom, skipTo), into st and reports whether any was found.
+func (s *series) sumClosed(from, to, skipFrom, skipTo int64, st *Stats, lay *layout) bool {
 	found := false
 	var c counters
 	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
-		start := (s.base + int64(i)) * lay.n
+		gnum := s.base + int64(i)
+		start := gnum * lay.n
 		if start >= to {
 			break
+		}
+		if gnum >= skipFrom && gnum < skipTo {
+			continue
 		}
 		roll := s.useRollup(i, start, from, to, lay)
 		r := recordReader{b: s.groupBytes(i)}
@@ -469,12 +636,6 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 			if !roll {
 				c.mergeSketchInto(&st.Latency)
 			}
-		}
-	}
-	for _, b := range s.open {
-		if b.idx >= from && b.idx < to {
-			b.accumulate(st)
-			found = true
 		}
 	}
 	return found

@@ -238,24 +238,6 @@ func (s *Sketch) Quantile(q float64) float64 {
 	return s.max
 }
 
-// tightClone is a copy whose bins are exactly the non-empty range.
-func (s *Sketch) tightClone() Sketch {
-	c := *s
-	lo, hi := 0, len(s.counts)
-	for lo < hi && s.counts[lo] == 0 {
-		lo++
-	}
-	for hi > lo && s.counts[hi-1] == 0 {
-		hi--
-	}
-	c.counts = nil
-	if lo < hi {
-		c.offset = s.offset + int32(lo)
-		c.counts = append([]uint64(nil), s.counts[lo:hi]...) // no zeroing first
-	}
-	return c
-}
-
 // Clone returns an independent copy.
 func (s *Sketch) Clone() *Sketch {
 	c := *s
