@@ -161,10 +161,23 @@ func (r *Replay) segments(ctx context.Context, from, to time.Time, raw time.Dura
 	return out
 }
 
+// spanSummer is a store that sums several tier ranges in one pass.
+type spanSummer interface {
+	sumSpans(ctx context.Context, spans []sumSpan) ([]EdgeTotal, error)
+}
+
 // sumSegments sums each segment and merges the totals per edge.
 func (r *Replay) sumSegments(ctx context.Context, segs []tierPlan) ([]EdgeTotal, error) {
 	if len(segs) == 1 {
 		return r.store.SumBuckets(ctx, segs[0].res, segs[0].from, segs[0].to)
+	}
+	raw := r.live.Resolution()
+	if ss, ok := r.store.(spanSummer); ok {
+		spans := make([]sumSpan, len(segs))
+		for i, sg := range segs {
+			spans[i] = sumSpan{res: sg.res, from: sg.from, to: sg.to, shift: sg.res - raw}
+		}
+		return ss.sumSpans(ctx, spans)
 	}
 	type key struct {
 		src, dst graph.Node
@@ -179,7 +192,7 @@ func (r *Replay) sumSegments(ctx context.Context, segs []tierPlan) ([]EdgeTotal,
 		}
 		for i := range ts {
 			t := &ts[i]
-			t.LastSeen = t.LastSeen.Add(sg.res - r.live.Resolution()) // last raw bucket the row covers
+			t.LastSeen = t.LastSeen.Add(sg.res - raw) // last raw bucket the row covers
 			k := key{t.Source, t.Target, t.Protocol}
 			j, ok := idx[k]
 			if !ok {

@@ -339,13 +339,31 @@ func (s *sqlStore) ReadBuckets(ctx context.Context, res time.Duration, from, to 
 var sumParts = min(runtime.GOMAXPROCS(0), 4)
 
 func (s *sqlStore) SumBuckets(ctx context.Context, res time.Duration, from, to time.Time) ([]EdgeTotal, error) {
+	return s.sumSpans(ctx, []sumSpan{{res: res, from: from, to: to}})
+}
+
+// sumSpan is one tier's share of a summed range. shift moves each row's
+// LastSeen to the last finer bucket the row covers.
+type sumSpan struct {
+	res      time.Duration
+	from, to time.Time
+	shift    time.Duration
+}
+
+// sumSpans sums rows of several tiers per edge in one pass: each reader
+// folds every span's rows for its edges straight into one total per edge,
+// so stitched ranges decode each row once and never re-merge totals.
+func (s *sqlStore) sumSpans(ctx context.Context, spans []sumSpan) ([]EdgeTotal, error) {
 	s.mu.Lock()
-	empty := len(s.byID) == 0
+	nEdges := len(s.byID)
 	s.mu.Unlock()
-	if empty { // load the edge cache once, before the readers share it
+	if nEdges == 0 { // load the edge cache once, before the readers share it
 		if _, err := s.edge(ctx, -1); err != nil && !errors.Is(err, ErrNotFound) {
 			return nil, err
 		}
+		s.mu.Lock()
+		nEdges = len(s.byID)
+		s.mu.Unlock()
 	}
 	parts := sumParts
 	outs := make([][]EdgeTotal, parts)
@@ -355,26 +373,39 @@ func (s *sqlStore) SumBuckets(ctx context.Context, res time.Duration, from, to t
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			idx := map[int64]int{}
-			var out []EdgeTotal
-			errs[p] = s.scanPart(ctx, res, from, to, parts, p, func(ts, id int64, data []byte) error {
-				i, ok := idx[id]
-				if !ok {
-					e, err := s.edge(ctx, id)
-					if err != nil {
-						return err
+			// Sized for every known edge so neither grows mid-scan.
+			idx := make(map[int64]int32, nEdges/parts+1)
+			out := make([]EdgeTotal, 0, nEdges/parts+1)
+			for _, sp := range spans {
+				err := s.scanPart(ctx, sp.res, sp.from, sp.to, parts, p, func(ts, id int64, data []byte) error {
+					first, last := fromNS(ts), fromNS(ts).Add(sp.shift)
+					i, ok := idx[id]
+					if !ok {
+						e, err := s.edge(ctx, id)
+						if err != nil {
+							return err
+						}
+						i = int32(len(out))
+						idx[id] = i
+						out = append(out, EdgeTotal{Source: e.src, Target: e.dst, Protocol: e.proto, Principals: e.principals, FirstSeen: first, LastSeen: last})
 					}
-					i = len(out)
-					idx[id] = i
-					out = append(out, EdgeTotal{Source: e.src, Target: e.dst, Protocol: e.proto, Principals: e.principals, FirstSeen: fromNS(ts)})
+					t := &out[i]
+					if first.Before(t.FirstSeen) {
+						t.FirstSeen = first
+					}
+					if last.After(t.LastSeen) {
+						t.LastSeen = last
+					}
+					if err := mergeStats(data, &t.Stats); err != nil {
+						return fmt.Errorf("edge bucket %d at %s: %w", id, fromNS(ts), err)
+					}
+					return nil
+				})
+				if err != nil {
+					errs[p] = err
+					return
 				}
-				t := &out[i]
-				t.LastSeen = fromNS(ts)
-				if err := mergeStats(data, &t.Stats); err != nil {
-					return fmt.Errorf("edge bucket %d at %s: %w", id, fromNS(ts), err)
-				}
-				return nil
-			})
+			}
 			outs[p] = out
 		}()
 	}
@@ -382,7 +413,11 @@ func (s *sqlStore) SumBuckets(ctx context.Context, res time.Duration, from, to t
 	if err := errors.Join(errs...); err != nil {
 		return nil, err
 	}
-	var all []EdgeTotal
+	n := 0
+	for _, o := range outs {
+		n += len(o)
+	}
+	all := make([]EdgeTotal, 0, n)
 	for _, o := range outs {
 		all = append(all, o...)
 	}

@@ -84,7 +84,7 @@ func benchStorage(ctx context.Context, args []string) error {
 		at   time.Time
 	}{
 		{"minute-aligned (1 min tier)", origin.Add(8 * time.Minute)},
-		{"unaligned (10 s tier)", origin.Add(8*time.Minute + 35*time.Second)},
+		{"unaligned (minutes + 10 s ragged ends)", origin.Add(8*time.Minute + 35*time.Second)},
 	} {
 		var best time.Duration
 		var nEdges int
