@@ -285,38 +285,14 @@ var stopWord = map[string]bool{
 	"requests": true, "request": true, "callers": true, "depend": true, "depends": true, "health": true, "healthy": true,
 }
 
-// effective is an edge's statistics with the failures only callers saw:
-// connection failures never reach the callee's proxy, so when the caller side
-// reported more errors than the callee side, its requests and errors count.
-func effective(e *graph.EdgeSnapshot) graph.Stats {
-	var s graph.Stats
-	s.Add(&e.Stats)
-	if sr := e.SourceReported; sr != nil && sr.ErrorTotal() > e.Stats.ErrorTotal() {
-		s.Errors = sr.Errors
-		s.Requests = max(s.Requests, sr.Requests)
-		s.Flags = sr.Flags
-		s.Codes = sr.Codes
-		s.GRPCCodes = sr.GRPCCodes
-	}
-	return s
-}
-
-// totals sums effective edge statistics into each node's inbound and outbound.
+// totals is each node's inbound and outbound statistics. The graph already
+// counts the failures only callers saw (connect failures never reach the
+// callee's proxy), in edges and in node totals alike.
 func totals(s *graph.Snapshot) map[graph.Node]*[2]graph.Stats {
 	out := make(map[graph.Node]*[2]graph.Stats, len(s.Nodes))
-	get := func(n graph.Node) *[2]graph.Stats {
-		t := out[n]
-		if t == nil {
-			t = &[2]graph.Stats{}
-			out[n] = t
-		}
-		return t
-	}
-	for i := range s.Edges {
-		e := &s.Edges[i]
-		st := effective(e)
-		get(e.Target)[0].Add(&st)
-		get(e.Source)[1].Add(&st)
+	for i := range s.Nodes {
+		n := &s.Nodes[i]
+		out[n.Node] = &[2]graph.Stats{n.In, n.Out}
 	}
 	return out
 }

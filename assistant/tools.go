@@ -382,7 +382,7 @@ type NeighboursData struct {
 }
 
 func edgeFigs(e *graph.EdgeSnapshot, sec float64) EdgeFigures {
-	st := effective(e)
+	st := e.Stats
 	return EdgeFigures{Source: svcName(e.Source), Target: svcName(e.Target), Protocol: e.Protocol.String(), Stats: summarize(&st, sec)}
 }
 

@@ -386,3 +386,20 @@ func TestDefaultClusterJoinsDialects(t *testing.T) {
 		t.Fatalf("%d edges; want one seen by both signals", len(s.Edges))
 	}
 }
+
+func TestLocalOverflowOnlyTheCallerSeesShowsOnTheEdge(t *testing.T) {
+	g := newTestGraph(t)
+	dst := obs(t0, productpage, reviewsV1, 100, 2, 10) // the callee answered 2 of them with 503
+	src := dst
+	src.Reporter = ReporterSource
+	overflow := Observation{Time: t0, Src: productpage, Dst: reviewsV1, Requests: 7, Reporter: ReporterSource,
+		Signal: SignalMetrics, ResponseCode: 503, ResponseFlags: ParseFlags("UO")}
+	overflow.Errors[Err5xx] = 7 // circuit breaker in the caller's proxy: never reached reviews
+	g.Ingest([]Observation{dst, src, overflow})
+	g.Advance(t0.Add(10 * time.Second))
+	s, _ := g.Snapshot(Query{Window: 10 * time.Second})
+	e := edgeBetween(t, s, "productpage-v1", "reviews-v1")
+	if e.Stats.Requests != 107 || e.Stats.Errors[Err5xx] != 9 || e.Stats.Codes[503] != 9 || e.Stats.Flags["UO"] != 7 {
+		t.Errorf("edge %d requests, errors %v, codes %v, flags %v; want the caller's 107/9", e.Stats.Requests, e.Stats.Errors, e.Stats.Codes, e.Stats.Flags)
+	}
+}

@@ -135,10 +135,11 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 				}
 			}
 		}
-		// Connect failures never reach the callee's proxy: only the caller
-		// reports them. Counted into the destination view, they show on the edge.
+		// Calls that fail before reaching the callee (connect failures, local
+		// overflow, no route) are seen only by the caller's proxy: where the
+		// caller counted more, its count stands in the destination view.
 		if primary == chMetricsDst && have[chMetricsSrc] {
-			addConnectFailures(&chs[primary], &chs[chMetricsSrc])
+			addCallerOnlyFailures(&chs[primary], &chs[chMetricsSrc])
 		}
 		var signals Signal
 		var reporters uint16
@@ -414,24 +415,31 @@ func (s *Stats) hasData() bool {
 	return s.Requests+s.ConnOpened+s.RequestBytes+s.ResponseBytes+s.Latency.Count() != 0
 }
 
-// connectFailureFlags are the Envoy flags of calls that never reached the upstream.
-var connectFailureFlags = [...]string{"UF", "URX", "UH", "UO", "NR"}
-
-func addConnectFailures(dst, src *Stats) {
-	cf := src.Errors[ErrConnectFailure]
-	if cf == 0 || dst.Errors[ErrConnectFailure] != 0 {
+// addCallerOnlyFailures raises dst's request and failure counts (per class,
+// code and flag) to src's where the caller saw more. Latency stays the callee's.
+func addCallerOnlyFailures(dst, src *Stats) {
+	if src.Errors.Total() == 0 {
 		return
 	}
-	dst.Requests += cf
-	dst.Errors[ErrConnectFailure] += cf
-	for _, f := range connectFailureFlags {
-		if v := src.Flags[f]; v > 0 {
-			if dst.Flags == nil {
-				dst.Flags = map[string]uint64{}
+	dst.Requests = max(dst.Requests, src.Requests)
+	for c := range dst.Errors {
+		dst.Errors[c] = max(dst.Errors[c], src.Errors[c])
+	}
+	dst.Codes = maxCounts(dst.Codes, src.Codes)
+	dst.GRPCCodes = maxCounts(dst.GRPCCodes, src.GRPCCodes)
+	dst.Flags = maxCounts(dst.Flags, src.Flags)
+}
+
+func maxCounts[K comparable](dst, src map[K]uint64) map[K]uint64 {
+	for k, v := range src {
+		if v > dst[k] {
+			if dst == nil {
+				dst = make(map[K]uint64, len(src))
 			}
-			dst.Flags[f] += v
+			dst[k] = v
 		}
 	}
+	return dst
 }
 
 // matches reports whether raw node n shows as projected node p in view v,
