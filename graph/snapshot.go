@@ -124,8 +124,8 @@ type Snapshot struct {
 	Namespaces []string
 	Start, End time.Time // [Start, End)
 	Resolution time.Duration
-	Nodes      []NodeSnapshot
-	Edges      []EdgeSnapshot
+	Nodes      []NodeSnapshot // sorted by Node.ID()
+	Edges      []EdgeSnapshot // sorted by source ID, target ID, protocol
 }
 
 // Seconds is the length of the snapshot's window in seconds.

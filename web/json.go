@@ -2,7 +2,6 @@ package web
 
 import (
 	"math"
-	"sort"
 	"strconv"
 	"time"
 
@@ -172,7 +171,11 @@ type GraphJSON struct {
 
 // EdgeID is the stable id of an edge in a view.
 func EdgeID(src, dst graph.Node, p graph.Protocol) string {
-	return src.ID() + ">" + dst.ID() + ">" + p.String()
+	return edgeIDOf(src.ID(), dst.ID(), p)
+}
+
+func edgeIDOf(srcID, dstID string, p graph.Protocol) string {
+	return srcID + ">" + dstID + ">" + p.String()
 }
 
 func signalNames(s graph.Signal) []string {
@@ -188,10 +191,13 @@ func toGraphJSON(s *graph.Snapshot, h Health) *GraphJSON {
 	out := &GraphJSON{Timestamp: s.End, Start: s.Start, End: s.End, View: s.View.String(), Namespaces: s.Namespaces}
 	out.Elements.Nodes = make([]nodeEl, 0, len(s.Nodes))
 	out.Elements.Edges = make([]edgeEl, 0, len(s.Edges))
+	// Node IDs are built once; edges look theirs up.
+	ids := make(map[graph.Node]string, len(s.Nodes))
 	for i := range s.Nodes {
 		n := &s.Nodes[i]
+		ids[n.Node] = n.Node.ID()
 		d := NodeData{
-			ID: n.Node.ID(), Label: n.Node.Label(s.View), Kind: n.Node.Kind.String(),
+			ID: ids[n.Node], Label: n.Node.Label(s.View), Kind: n.Node.Kind.String(),
 			Namespace: n.Node.Namespace, Cluster: n.Node.Cluster, Workload: n.Node.Workload,
 			App: n.Node.App, Version: n.Node.Version, Service: n.Node.Service,
 			Signals: signalNames(n.Signals),
@@ -214,7 +220,7 @@ func toGraphJSON(s *graph.Snapshot, h Health) *GraphJSON {
 	for i := range s.Edges {
 		e := &s.Edges[i]
 		d := EdgeData{
-			ID: EdgeID(e.Source, e.Target, e.Protocol), Source: e.Source.ID(), Target: e.Target.ID(),
+			ID: edgeIDOf(ids[e.Source], ids[e.Target], e.Protocol), Source: ids[e.Source], Target: ids[e.Target],
 			Protocol: e.Protocol.String(), Signals: signalNames(e.Stats.Signals), Principals: e.Principals,
 			Health: h.of(&e.Stats), Stats: statsJSON(&e.Stats, sec), FirstSeen: e.FirstSeen, LastSeen: e.LastSeen,
 		}
@@ -231,6 +237,5 @@ func toGraphJSON(s *graph.Snapshot, h Health) *GraphJSON {
 		}
 		out.Elements.Edges = append(out.Elements.Edges, edgeEl{d})
 	}
-	sort.SliceStable(out.Elements.Nodes, func(i, j int) bool { return out.Elements.Nodes[i].Data.ID < out.Elements.Nodes[j].Data.ID })
 	return out
 }

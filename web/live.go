@@ -279,22 +279,28 @@ func (h *hub) bucketClosed(ev graph.BucketClosed) {
 		clients = append(clients, c)
 	}
 	h.mu.Unlock()
-	// Clients with the same subscription share one snapshot.
-	cache := map[string]*GraphJSON{}
+	// Clients with the same subscription share one snapshot and its encoded elements.
+	type shared struct {
+		g            *GraphJSON
+		nodes, edges map[string][]byte
+	}
+	cache := map[string]*shared{}
 	for _, c := range clients {
 		c.mu.Lock()
 		sub := c.sub
 		c.mu.Unlock()
-		g, ok := cache[sub.key()]
+		sh, ok := cache[sub.key()]
 		if !ok {
-			var err error
-			if g, err = h.graphFor(sub); err != nil {
+			g, err := h.graphFor(sub)
+			if err != nil {
 				h.enqueue(c, mustJSON(liveMessage{Type: "error", Error: err.Error()}))
 				continue
 			}
-			cache[sub.key()] = g
+			sh = &shared{g: g}
+			sh.nodes, sh.edges = indexElements(g)
+			cache[sub.key()] = sh
 		}
-		nodes, edges := indexElements(g)
+		g, nodes, edges := sh.g, sh.nodes, sh.edges
 		msg := liveMessage{Type: "delta", End: &g.End,
 			Added:   &elementsDelta{Nodes: []json.RawMessage{}, Edges: []json.RawMessage{}},
 			Updated: &elementsDelta{Nodes: []json.RawMessage{}, Edges: []json.RawMessage{}},
