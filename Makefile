@@ -36,7 +36,6 @@ unit:
 	CGO_ENABLED=1 $(GO) test -race -count=1 ./...
 
 bench: $(UI_DEPS)
-	$(GO) test -run '^$$' -bench . -benchmem -benchtime 1x ./graph/ >/dev/null
 	$(GO) run ./cmd/meshlens bench graph
 	@for c in $(BENCH_CMDS); do echo "== $$c"; $$c || exit 1; done
 
