@@ -77,6 +77,10 @@ func evalNezha(args []string) error {
 		fmt.Println()
 		nezha.Write(os.Stdout, res)
 	}
+	for _, l := range loaded {
+		fmt.Println()
+		nezha.WriteSignal(os.Stdout, l.Day.Name, nezha.TraceSignal(l))
+	}
 	fmt.Printf("\npaper (Nezha, Train Ticket, metrics+traces+logs): top1=0.867 top3=0.978; whole run %s\n", time.Since(began).Round(time.Millisecond))
 	return nil
 }
