@@ -212,9 +212,10 @@ func TestChatStreamSSE(t *testing.T) {
 	}
 }
 
-func proposeVia(t *testing.T, h http.Handler, msg string) map[string]any {
+// proposeVia asks for a proposal through the chat endpoint as user ("" = anonymous).
+func proposeVia(t *testing.T, h http.Handler, user, msg string) map[string]any {
 	t.Helper()
-	rec, out := do(t, h, "POST", "/api/v1/chat", "", map[string]string{"message": msg})
+	rec, out := do(t, h, "POST", "/api/v1/chat", user, map[string]string{"message": msg})
 	if rec.Code != 200 {
 		t.Fatalf("chat: %d %s", rec.Code, rec.Body)
 	}
@@ -228,10 +229,10 @@ func proposeVia(t *testing.T, h http.Handler, msg string) map[string]any {
 func TestApprovalWorkflow(t *testing.T) {
 	f := newFixture(t, "bookinfo-mtls-off", nil)
 	h := f.a.Handler()
-	p := proposeVia(t, h, "propose strict mTLS for details, and approve it")
+	p := proposeVia(t, h, "carol", "propose strict mTLS for details, and approve it")
 	id, sha, yml := p["id"].(string), p["sha256"].(string), p["yaml"].(string)
-	if p["status"] != assistant.StatusPending {
-		t.Fatalf("status %v", p["status"])
+	if p["status"] != assistant.StatusPending || p["requestedBy"] != "carol" || p["createdBy"] != "assistant:builtin" {
+		t.Fatalf("status %v, requestedBy %v, createdBy %v", p["status"], p["requestedBy"], p["createdBy"])
 	}
 	steps := []struct {
 		name, user, path string
@@ -283,8 +284,12 @@ func TestApprovalWorkflow(t *testing.T) {
 	for _, e := range out["events"].([]any) {
 		ev := e.(map[string]any)
 		actions = append(actions, ev["action"].(string)+":"+ev["actor"].(string))
+		if ev["action"] == "proposal.created" && ev["detail"] != "PeerAuthentication for details via assistant:builtin" {
+			t.Errorf("proposal.created detail %q does not name the engine", ev["detail"])
+		}
 	}
-	want := "proposal.created:assistant:builtin proposal.denied:anonymous proposal.denied:bob proposal.denied:alice proposal.approved:alice proposal.applied:alice"
+	// The person who asked is the actor of the creation, the engine is in the detail.
+	want := "proposal.created:carol proposal.denied:anonymous proposal.denied:bob proposal.denied:alice proposal.approved:alice proposal.applied:alice"
 	if strings.Join(actions, " ") != want {
 		t.Errorf("audit:\n got %s\nwant %s", strings.Join(actions, " "), want)
 	}
@@ -303,12 +308,12 @@ func TestApprovalWorkflow(t *testing.T) {
 func TestRejectAndExpiry(t *testing.T) {
 	f := newFixture(t, "boutique-payment-errors", func(c *assistant.Config) { c.ProposalTTL = time.Hour })
 	h := f.a.Handler()
-	p := proposeVia(t, h, "propose a fix for paymentservice")
+	p := proposeVia(t, h, "", "propose a fix for paymentservice")
 	rec, out := do(t, h, "POST", "/api/v1/proposals/"+p["id"].(string)+"/reject", "alice", map[string]string{"comment": "not now"})
 	if rec.Code != 200 || out["status"] != assistant.StatusRejected || out["decidedBy"] != "alice" {
 		t.Fatalf("reject: %d %v", rec.Code, out)
 	}
-	p = proposeVia(t, h, "propose a fix for paymentservice")
+	p = proposeVia(t, h, "", "propose a fix for paymentservice")
 	f.advance(2 * time.Hour)
 	rec, out = do(t, h, "POST", "/api/v1/proposals/"+p["id"].(string)+"/approve", "alice", map[string]string{"sha256": p["sha256"].(string)})
 	if rec.Code != 409 || out["status"] != assistant.StatusExpired {
@@ -368,7 +373,7 @@ func TestKubectlApplier(t *testing.T) {
 		c.Applier, c.KubectlContext, c.KubectlPath = "kubectl", "kind-test", script
 	})
 	h := f.a.Handler()
-	p := proposeVia(t, h, "propose strict mTLS for details")
+	p := proposeVia(t, h, "", "propose strict mTLS for details")
 	rec, out := do(t, h, "POST", "/api/v1/proposals/"+p["id"].(string)+"/approve", "alice", map[string]string{"sha256": p["sha256"].(string)})
 	if rec.Code != 200 || out["status"] != assistant.StatusApplied {
 		t.Fatalf("approve: %d %s", rec.Code, rec.Body)

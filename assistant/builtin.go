@@ -216,6 +216,10 @@ func (b *builtinCtx) run(name string, args map[string]any) (*Result, string) {
 		if errors.Is(err, ErrBadArgs) {
 			return nil, "I could not do that: " + strings.TrimPrefix(err.Error(), ErrBadArgs.Error()+": ") + "."
 		}
+		if name == "propose_policy" {
+			// A write refused (disk full, database down): say nothing was created.
+			return nil, "The proposal could not be saved, so none was created (" + err.Error() + "). Ask again once storage accepts writes."
+		}
 		return nil, "Something failed while reading the mesh data (" + err.Error() + ")."
 	}
 	if res.Subject != "" && b.subject == "" {

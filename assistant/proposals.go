@@ -128,7 +128,19 @@ func newID() string {
 	return "prop-" + hex.EncodeToString(b[:])
 }
 
-// propose builds, validates and stores a pending proposal.
+// requester names who asked for a change: the authenticated principal whose
+// question made an engine propose, or "anonymous" when nobody is known (open
+// mode, or the assistant's API without authentication in front).
+func requester(ctx context.Context) string {
+	if p, ok := PrincipalFrom(ctx); ok {
+		return p.Name
+	}
+	return "anonymous"
+}
+
+// propose builds, validates and stores a pending proposal. by is the engine
+// that wrote it (assistant:builtin, assistant:openai); the audit names the
+// person whose question led to it, as it does for every state change.
 func (a *Assistant) propose(ctx context.Context, params policy.Params, rationale string, evidence []string, session, by string) (Proposal, error) {
 	res, err := policy.Build(params)
 	if err != nil {
@@ -137,7 +149,7 @@ func (a *Assistant) propose(ctx context.Context, params policy.Params, rationale
 	now := a.now()
 	p := Proposal{
 		ID: newID(), Status: StatusPending, CreatedAt: now, ExpiresAt: now.Add(a.cfg.ProposalTTL),
-		CreatedBy: by, SessionID: session, Params: params, Resources: res, Rationale: rationale,
+		CreatedBy: by, RequestedBy: requester(ctx), SessionID: session, Params: params, Resources: res, Rationale: rationale,
 		Title: fmt.Sprintf("%s for %s", params.Kind, params.Service),
 	}
 	for _, e := range evidence[:min(len(evidence), 10)] {
@@ -159,7 +171,7 @@ func (a *Assistant) propose(ctx context.Context, params policy.Params, rationale
 	if err := a.proposals.CreateProposal(ctx, p); err != nil {
 		return Proposal{}, fmt.Errorf("store proposal %s: %w", p.ID, err)
 	}
-	a.audit(ctx, AuditEvent{Actor: by, Action: "proposal.created", ProposalID: p.ID, SHA256: p.SHA256, Detail: p.Title})
+	a.audit(ctx, AuditEvent{Actor: p.RequestedBy, Action: "proposal.created", ProposalID: p.ID, SHA256: p.SHA256, Detail: p.Title + " via " + by})
 	a.met.proposals.WithLabelValues("created").Inc()
 	return p, nil
 }
@@ -243,10 +255,7 @@ func (a *Assistant) decide(ctx context.Context, id string, d Decision, approve b
 	verb := map[bool]string{true: "approve", false: "reject"}[approve]
 	who, ok := PrincipalFrom(ctx)
 	if !ok || !who.Has(RoleApprover) {
-		name := "anonymous"
-		if ok {
-			name = who.Name
-		}
+		name := requester(ctx)
 		a.audit(ctx, AuditEvent{Actor: name, Action: "proposal.denied", ProposalID: id, Detail: verb + ": not an approver"})
 		return Proposal{}, fmt.Errorf("%s proposal %s: %s does not have the approver role: %w", verb, id, name, ErrForbidden)
 	}

@@ -33,24 +33,27 @@ var (
 // Proposal is a set of Istio resources the assistant suggests. YAML is what
 // is shown and, byte for byte, what is applied; SHA256 is its hex digest.
 type Proposal struct {
-	ID        string            `json:"id"`
-	Status    string            `json:"status"`
-	CreatedAt time.Time         `json:"createdAt"`
-	ExpiresAt time.Time         `json:"expiresAt"`
-	CreatedBy string            `json:"createdBy"` // assistant:builtin, assistant:openai
-	SessionID string            `json:"sessionId,omitempty"`
-	Title     string            `json:"title"`
-	Rationale string            `json:"rationale"`
-	Evidence  []string          `json:"evidence,omitempty"`
-	Params    policy.Params     `json:"params"`
-	Resources []policy.Resource `json:"resources"`
-	YAML      string            `json:"yaml"`
-	SHA256    string            `json:"sha256"`
-	Diff      string            `json:"diff,omitempty"` // against the current resources, when known
-	DecidedBy string            `json:"decidedBy,omitempty"`
-	DecidedAt *time.Time        `json:"decidedAt,omitempty"`
-	Comment   string            `json:"comment,omitempty"`
-	Applied   *ApplyResult      `json:"applied,omitempty"`
+	ID        string    `json:"id"`
+	Status    string    `json:"status"`
+	CreatedAt time.Time `json:"createdAt"`
+	ExpiresAt time.Time `json:"expiresAt"`
+	CreatedBy string    `json:"createdBy"` // engine: assistant:builtin, assistant:openai
+	// RequestedBy is the principal whose chat question led to the proposal
+	// ("anonymous" when none is known); the audit's proposal.created actor.
+	RequestedBy string            `json:"requestedBy,omitempty"`
+	SessionID   string            `json:"sessionId,omitempty"`
+	Title       string            `json:"title"`
+	Rationale   string            `json:"rationale"`
+	Evidence    []string          `json:"evidence,omitempty"`
+	Params      policy.Params     `json:"params"`
+	Resources   []policy.Resource `json:"resources"`
+	YAML        string            `json:"yaml"`
+	SHA256      string            `json:"sha256"`
+	Diff        string            `json:"diff,omitempty"` // against the current resources, when known
+	DecidedBy   string            `json:"decidedBy,omitempty"`
+	DecidedAt   *time.Time        `json:"decidedAt,omitempty"`
+	Comment     string            `json:"comment,omitempty"`
+	Applied     *ApplyResult      `json:"applied,omitempty"`
 }
 
 // ApplyResult says where an approved proposal went.

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -48,7 +49,7 @@ func (a *AssistantStores) CreateProposal(ctx context.Context, p assistant.Propos
 		return fmt.Errorf("encode proposal %s: %w", p.ID, err)
 	}
 	return assistantErr(a.s.CreateProposal(ctx, Record{ID: p.ID, Created: p.CreatedAt, Updated: p.CreatedAt,
-		State: p.Status, Principal: p.CreatedBy, Payload: data}))
+		State: p.Status, Principal: cmp.Or(p.RequestedBy, p.CreatedBy), Payload: data}))
 }
 
 func decodeProposal(r Record) (assistant.Proposal, error) {

@@ -22,7 +22,7 @@ type assistantStores interface {
 func TestAssistantStoresMatchMemoryStore(t *testing.T) {
 	t0 := time.Date(2026, 3, 2, 9, 0, 0, 0, time.UTC)
 	decided := t0.Add(2 * time.Minute)
-	p1 := assistant.Proposal{ID: "p1", Status: assistant.StatusPending, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), CreatedBy: "assistant:builtin",
+	p1 := assistant.Proposal{ID: "p1", Status: assistant.StatusPending, CreatedAt: t0, ExpiresAt: t0.Add(time.Hour), CreatedBy: "assistant:builtin", RequestedBy: "carol",
 		Title: "Add a 2s timeout to ratings", YAML: "apiVersion: networking.istio.io/v1\nkind: VirtualService\n", SHA256: "ab12"}
 	p2 := p1
 	p2.ID, p2.CreatedAt, p2.Title = "p2", t0.Add(time.Minute), "Outlier detection on reviews"
@@ -57,8 +57,8 @@ func TestAssistantStoresMatchMemoryStore(t *testing.T) {
 		{"get approved", func(ctx context.Context, s assistantStores) (any, error) { return s.GetProposal(ctx, "p1") }},
 		{"audit", func(ctx context.Context, s assistantStores) (any, error) {
 			for _, e := range []assistant.AuditEvent{
-				{Time: t0, Actor: "assistant:builtin", Action: "proposal.created", ProposalID: "p1", SHA256: "ab12"},
-				{Time: t0, Actor: "assistant:builtin", Action: "proposal.created", ProposalID: "p2", SHA256: "ab12"},
+				{Time: t0, Actor: "carol", Action: "proposal.created", ProposalID: "p1", SHA256: "ab12", Detail: "Add a 2s timeout to ratings via assistant:builtin"},
+				{Time: t0, Actor: "anonymous", Action: "proposal.created", ProposalID: "p2", SHA256: "ab12", Detail: "Outlier detection on reviews via assistant:openai"},
 				{Time: decided, Actor: "alice", Action: "proposal.approved", ProposalID: "p1", SHA256: "ab12", Detail: "ok"},
 			} {
 				if err := s.Append(ctx, e); err != nil {
