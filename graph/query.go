@@ -72,12 +72,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			return i
 		}
 		p := q.View.Project(r.node)
-		key := p
-		if q.View == ViewWorkload && p.Workload != "" {
-			// A workload is one node whoever reported it: a tracing SDK may not
-			// know the version or app label that the mesh reports.
-			key = Node{Cluster: p.Cluster, Namespace: p.Namespace, Workload: p.Workload, Kind: p.Kind}
-		}
+		key := nodeKey(q.View, p)
 		i, ok := nodeIdx[key]
 		if !ok {
 			i = int32(len(snap.Nodes))
@@ -98,7 +93,13 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		proj[r] = i
 		return i
 	}
-	edges := make(map[projEdge]int32, len(g.edgeList))
+	// When no two raw nodes project onto one node, raw edges are snapshot
+	// edges one to one: no need to look each up (a map of every edge is a
+	// cache miss per edge).
+	var edges map[projEdge]int32
+	if !g.projectsOneToOne(q.View) {
+		edges = make(map[projEdge]int32, len(g.edgeList))
+	}
 	var ends []projEdge // per snapshot edge
 	if !nsFilter {
 		snap.Edges = make([]EdgeSnapshot, 0, len(g.edgeList))
@@ -150,10 +151,14 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			}
 		}
 		k := projEdge{src: projOf(e.key.src), dst: projOf(e.key.dst), proto: e.key.proto}
-		j, ok := edges[k]
+		j, ok := int32(len(snap.Edges)), false
+		if edges != nil {
+			if j, ok = edges[k]; !ok {
+				j = int32(len(snap.Edges))
+				edges[k] = j
+			}
+		}
 		if !ok {
-			j = int32(len(snap.Edges))
-			edges[k] = j
 			ends = append(ends, k)
 			snap.Edges = append(snap.Edges, EdgeSnapshot{
 				Source: snap.Nodes[k.src].Node, Target: snap.Nodes[k.dst].Node, Protocol: k.proto,
@@ -230,6 +235,30 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 	}
 	sortSnapshot(snap, ends)
 	return snap, nil
+}
+
+// nodeKey is what makes projected nodes one node in view v.
+func nodeKey(v View, p Node) Node {
+	if v == ViewWorkload && p.Workload != "" {
+		// A workload is one node whoever reported it: a tracing SDK may not
+		// know the version or app label that the mesh reports.
+		return Node{Cluster: p.Cluster, Namespace: p.Namespace, Workload: p.Workload, Kind: p.Kind}
+	}
+	return p
+}
+
+// projectsOneToOne reports whether every node the graph holds projects onto
+// its own node in view v (the usual case in the workload view).
+func (g *Graph) projectsOneToOne(v View) bool {
+	seen := make(map[Node]struct{}, len(g.nodes))
+	for n := range g.nodes {
+		k := nodeKey(v, v.Project(n))
+		if _, dup := seen[k]; dup {
+			return false
+		}
+		seen[k] = struct{}{}
+	}
+	return true
 }
 
 // binArena hands out the bins of a snapshot's sketches from a few large

@@ -23,7 +23,10 @@ import (
 //
 // then the fields present in the mask in order, the reporters/signals/L4
 // varint, the evidence (count, then key/value pairs) and the sketch,
-// preceded by its length so readers skip it in O(1). A rollup record has the
+// preceded by its length so readers skip it in O(1). In raw records the byte
+// counts are differences to the previous raw record's (see recState), and a
+// mask bit says the difference, not the value, is non-zero. Raw records hold
+// compact sketches, rollups packed ones (see appendPacked). A rollup record has the
 // same layout with the sums of its group, is written with an explicit mask and
 // flags when the group completes, and is moved in front of the group's raw
 // records; once folded (see series.maintain) it is the header byte and the
@@ -63,12 +66,22 @@ type counters struct {
 	sk     []byte // compact sketch, nil when none
 	skFull int    // bytes of the sketch with its length prefix
 	noSum  bool   // the sketch was folded without its sum (see series.maintain)
+	packed bool   // a rollup's sketch: packed encoding, not compact
 }
 
 // mergeSketchInto merges the record's sketch, if any, into s.
 func (c *counters) mergeSketchInto(s *Sketch) {
 	if c.sk != nil {
-		s.mergeCompactSum(c.sk, !c.noSum)
+		mergeEncoded(s, c.sk, c.packed, !c.noSum)
+	}
+}
+
+// mergeEncoded merges a record's sketch, packed (rollups) or compact (raw records).
+func mergeEncoded(s *Sketch, b []byte, packed, hasSum bool) {
+	if packed {
+		s.mergePackedSum(b, hasSum)
+	} else {
+		s.mergeCompactSum(b, hasSum)
 	}
 }
 
@@ -80,15 +93,53 @@ func packFlags(reporters uint16, signals Signal, l4 bool) uint64 {
 	return v
 }
 
-// appendRecord encodes b as a raw record of slot into l. prevMask/prevFlags
-// are the previous raw record's in the group (first: explicit), updated.
-func appendRecord(l []byte, b *openBucket, slot int64, first bool, prevMask *uint16, prevFlags *uint64) []byte {
+// recState is the state records are coded against, kept alike by the
+// encoder (per series) and by readers (per group): the previous raw record's
+// field mask, reporters/signals/L4 and byte counts. Byte counts are coded as
+// the difference to the previous raw record's: traffic changes little from
+// one bucket to the next, and bytes are most of a record otherwise.
+// A group starts from the zero state; rollup records neither use nor change it.
+type recState struct {
+	mask     uint16
+	flags    uint64
+	reqBytes uint64
+	respByte uint64
+}
+
+// residual codes v against its prediction pred: v itself when pred is 0,
+// else the zigzag of the difference.
+func residual(v, pred uint64) uint64 {
+	if pred == 0 {
+		return v
+	}
+	d := int64(v - pred)
+	return uint64(d<<1) ^ uint64(d>>63)
+}
+
+func unresidual(r, pred uint64) uint64 {
+	if pred == 0 {
+		return r
+	}
+	return pred + uint64(int64(r>>1)^-int64(r&1))
+}
+
+// appendRecord encodes b as a record of slot into l, against st (updated).
+// first says the record opens its group: mask and flags are explicit.
+func appendRecord(l []byte, b *openBucket, slot int64, first bool, st *recState) []byte {
 	vals := [numFields]uint64{b.requests, b.reqBytes, b.respBytes, b.mtls, b.plain, b.connOpen, b.connClose,
 		b.errors[0], b.errors[1], b.errors[2], b.errors[3], b.errors[4]}
 	b0 := byte(slot)
 	if b.mtls != 0 && b.mtls == b.requests {
 		b0 |= rbMTLSReqs
 		vals[vMTLS] = 0
+	}
+	if slot != rbRollup {
+		if first {
+			st.reqBytes, st.respByte = 0, 0
+		}
+		vals[vReqBytes] = residual(b.reqBytes, st.reqBytes)
+		vals[vRespBytes] = residual(b.respBytes, st.respByte)
+		st.reqBytes, st.respByte = b.reqBytes, b.respBytes
 	}
 	var mask uint16
 	for i, v := range vals {
@@ -100,10 +151,10 @@ func appendRecord(l []byte, b *openBucket, slot int64, first bool, prevMask *uin
 		mask |= fEvidence
 	}
 	flags := packFlags(b.reporters, b.signals, b.l4only)
-	if first || mask != *prevMask {
+	if first || mask != st.mask {
 		b0 |= rbMask
 	}
-	if first || flags != *prevFlags {
+	if first || flags != st.flags {
 		b0 |= rbFlags
 	}
 	if b.sk.Count() > 0 {
@@ -131,7 +182,11 @@ func appendRecord(l []byte, b *openBucket, slot int64, first bool, prevMask *uin
 	if b0&rbSketch != 0 {
 		pos := len(l)
 		l = append(l, 0)
-		l = b.sk.appendCompact(l)
+		if slot == rbRollup {
+			l = b.sk.appendPacked(l)
+		} else {
+			l = b.sk.appendCompact(l)
+		}
 		if n := len(l) - pos - 1; n < 0x80 {
 			l[pos] = byte(n)
 		} else {
@@ -139,15 +194,14 @@ func appendRecord(l []byte, b *openBucket, slot int64, first bool, prevMask *uin
 			l = append(binary.AppendUvarint(l[:pos], uint64(n)), sk...)
 		}
 	}
-	*prevMask, *prevFlags = mask, flags
+	st.mask, st.flags = mask, flags
 	return l
 }
 
 // recordReader walks the records of one group.
 type recordReader struct {
-	b     []byte
-	mask  uint16
-	flags uint64
+	b []byte
+	recState
 }
 
 func uvarint(b []byte) (uint64, []byte) {
@@ -202,6 +256,11 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 		c.v[bits.TrailingZeros16(m)] = v
 	}
 	b = b[p:]
+	if b0&rbSlot != rbRollup {
+		c.v[vReqBytes] = unresidual(c.v[vReqBytes], r.reqBytes)
+		c.v[vRespBytes] = unresidual(c.v[vRespBytes], r.respByte)
+		r.reqBytes, r.respByte = c.v[vReqBytes], c.v[vRespBytes]
+	}
 	if b0&rbMTLSReqs != 0 {
 		c.v[vMTLS] = c.v[vReq]
 	}
@@ -225,7 +284,8 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 		c.skFull = len(b) - len(rest) + int(n)
 		b = rest[n:]
 		// Only folded rollups have no explicit mask, and no sum.
-		c.noSum = b0&rbSlot == rbRollup && b0&rbMask == 0
+		c.packed = b0&rbSlot == rbRollup
+		c.noSum = c.packed && b0&rbMask == 0
 	}
 	r.b = b
 	return b0, true
@@ -402,6 +462,230 @@ func (s *Sketch) mergeCompactSum(b []byte, hasSum bool) {
 			j := uint(k - s.offset)
 			if j >= uint(len(s.counts)) {
 				// Grow with headroom, not bin by bin.
+				s.addKey(k+32, 0)
+			}
+			s.counts[j] += c
+			count += c
+			if !hasSum {
+				estimate += float64(c) * sketchValue(k)
+			}
+		}
+		switch {
+		case zero > 0:
+		case okLo && first > lo:
+			mn = s.min
+		default:
+			mn = sketchValue(first)
+		}
+		if okHi && k < hi {
+			mx = s.max
+		} else {
+			mx = sketchValue(k)
+		}
+	}
+	if !hasSum {
+		sum = estimate
+	}
+	s.mergeHeader(count, zero, sum, mn, mx)
+}
+
+// Packed sketch encoding, for rollup records: a rollup merges a minute of
+// buckets, so its bins are many and close together, and bit-level codes take
+// about half the bytes of the compact encoding's byte per bin. Same header
+// as the compact encoding (so compactSumAt and folding apply), then:
+//
+//	[zigzag first key; byte kGap<<4 | kCnt; bit stream, LSB first: per bin
+//	the gap to the previous bin (not for the first) and count-1, each as an
+//	Exp-Golomb code of order kGap / kCnt, chosen per sketch as the shortest]
+func (s *Sketch) appendPacked(b []byte) []byte {
+	nb := 0
+	for _, c := range s.counts {
+		if c != 0 {
+			nb++
+		}
+	}
+	h := uint64(nb) << 1
+	if s.zero != 0 {
+		h |= 1
+	}
+	b = binary.AppendUvarint(b, h)
+	if s.zero != 0 {
+		b = binary.AppendUvarint(b, s.zero)
+	}
+	b = binary.LittleEndian.AppendUint32(b, math.Float32bits(float32(s.sum)))
+	if nb == 0 {
+		return b
+	}
+	// Cost of every order, for gaps and counts, in one pass.
+	var gapBits, cntBits [16]int
+	first := true
+	prev := int32(0)
+	for i, c := range s.counts {
+		if c == 0 {
+			continue
+		}
+		k := s.offset + int32(i)
+		for o := range uint(16) {
+			if !first {
+				gapBits[o] += expGolombLen(uint64(k-prev-1), o)
+			}
+			cntBits[o] += expGolombLen(c-1, o)
+		}
+		first = false
+		prev = k
+	}
+	kg, kc := uint(0), uint(0)
+	for o := range uint(16) {
+		if gapBits[o] < gapBits[kg] {
+			kg = o
+		}
+		if cntBits[o] < cntBits[kc] {
+			kc = o
+		}
+	}
+	w := bitWriter{b: b}
+	first = true
+	for i, c := range s.counts {
+		if c == 0 {
+			continue
+		}
+		k := s.offset + int32(i)
+		if first {
+			w.b = binary.AppendVarint(w.b, int64(k))
+			w.b = append(w.b, byte(kg<<4|kc))
+		} else {
+			w.expGolomb(uint64(k-prev-1), kg)
+		}
+		w.expGolomb(c-1, kc)
+		first = false
+		prev = k
+	}
+	return w.flush()
+}
+
+// expGolombLen is the length in bits of x's Exp-Golomb code of order k.
+func expGolombLen(x uint64, k uint) int {
+	n := bits.Len64(x>>k+1) - 1
+	return 2*n + 1 + int(k)
+}
+
+type bitWriter struct {
+	b    []byte
+	acc  uint64
+	nacc uint
+}
+
+func (w *bitWriter) write(v uint64, n uint) {
+	for n > 0 {
+		m := min(n, 32)
+		w.acc |= (v & (1<<m - 1)) << w.nacc
+		w.nacc += m
+		v >>= m
+		n -= m
+		for w.nacc >= 8 {
+			w.b = append(w.b, byte(w.acc))
+			w.acc >>= 8
+			w.nacc -= 8
+		}
+	}
+}
+
+// expGolomb writes x of order k: n zeros and a one, the n bits of
+// (x>>k)+1 below its top bit, then x's k low bits.
+func (w *bitWriter) expGolomb(x uint64, k uint) {
+	v := x>>k + 1
+	n := uint(bits.Len64(v) - 1)
+	w.write(0, n)
+	w.write(1, 1)
+	w.write(v, n) // the top bit is cut by write's mask
+	w.write(x, k)
+}
+
+func (w *bitWriter) flush() []byte {
+	if w.nacc > 0 {
+		w.b = append(w.b, byte(w.acc))
+	}
+	return w.b
+}
+
+type bitReader struct {
+	b    []byte
+	acc  uint64
+	nacc uint
+}
+
+// read returns the next n <= 56 bits.
+func (r *bitReader) read(n uint) uint64 {
+	for r.nacc < n {
+		var x byte
+		if len(r.b) > 0 {
+			x, r.b = r.b[0], r.b[1:]
+		}
+		r.acc |= uint64(x) << r.nacc
+		r.nacc += 8
+	}
+	v := r.acc & (1<<n - 1)
+	r.acc >>= n
+	r.nacc -= n
+	return v
+}
+
+func (r *bitReader) readLong(n uint) uint64 {
+	if n <= 56 {
+		return r.read(n)
+	}
+	lo := r.read(32)
+	return lo | r.read(n-32)<<32
+}
+
+func (r *bitReader) expGolomb(k uint) uint64 {
+	n := uint(0)
+	for r.read(1) == 0 {
+		if n++; n > 64 {
+			panic("graph: corrupt packed sketch")
+		}
+	}
+	v := uint64(1)<<n | r.readLong(n)
+	return (v-1)<<k | r.readLong(k)
+}
+
+// mergePackedSum merges a packed sketch, with its sum or, folded, without
+// (then estimated from the bins), exactly as mergeCompactSum does the compact one.
+func (s *Sketch) mergePackedSum(b []byte, hasSum bool) {
+	h, b := uvarint(b)
+	var zero uint64
+	if h&1 != 0 {
+		zero, b = uvarint(b)
+	}
+	var sum float64
+	if hasSum {
+		sum = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
+		b = b[4:]
+	}
+	estimate := 0.0
+	nb := h >> 1
+	count := zero
+	mn, mx := 0.0, 0.0
+	if nb > 0 {
+		var lo, hi int32
+		okLo, okHi := false, false
+		if s.count > 0 && len(s.counts) > 0 {
+			lo, hi = s.offset, s.offset+int32(len(s.counts))-1
+			okLo, okHi = s.counts[0] != 0, s.counts[len(s.counts)-1] != 0
+		}
+		k64, n := binary.Varint(b)
+		kg, kc := uint(b[n]>>4), uint(b[n]&15)
+		r := bitReader{b: b[n+1:]}
+		first := int32(k64)
+		s.addKey(first, 0)
+		k := first
+		for i := uint64(0); i < nb; i++ {
+			if i > 0 {
+				k += int32(r.expGolomb(kg)) + 1
+			}
+			c := r.expGolomb(kc) + 1
+			j := uint(k - s.offset)
+			if j >= uint(len(s.counts)) {
 				s.addKey(k+32, 0)
 			}
 			s.counts[j] += c

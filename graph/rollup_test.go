@@ -250,11 +250,11 @@ func TestRollupEqualsMergeOfRawRecords(t *testing.T) {
 				if k != 0 {
 					t.Fatalf("group %d: rollup at position %d, want first", i, k)
 				}
-				roll.mergeCompact(c.sk)
+				c.mergeSketchInto(&roll)
 				rollReq += c.v[vReq]
 				continue
 			}
-			raw.mergeCompact(c.sk)
+			c.mergeSketchInto(&raw)
 			rawReq += c.v[vReq]
 		}
 		rb, rz, rc := binsOf(&roll)
@@ -352,6 +352,7 @@ func TestCompactSketchRoundTrip(t *testing.T) {
 		{"empty bins, zeros only", func(s *Sketch) { s.Add(0, 3) }},
 		{"one value", func(s *Sketch) { s.Add(12.5, 1) }},
 		{"large counts", func(s *Sketch) { s.Add(3, 1_000_000); s.Add(3.5, 8) }},
+		{"huge count", func(s *Sketch) { s.Add(7, 1<<62); s.Add(9, 1) }},
 		{"wide gaps", func(s *Sketch) { s.Add(0.001, 1); s.Add(1, 2); s.Add(60000, 7) }},
 		{"lognormal with zeros", func(s *Sketch) {
 			r := rand.New(rand.NewPCG(1, 1))
@@ -363,36 +364,51 @@ func TestCompactSketchRoundTrip(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			var s, d Sketch
+			var s Sketch
 			tc.add(&s)
-			enc := s.appendCompact(nil)
-			d.mergeCompact(enc)
-			sb, sz, sc := binsOf(&s)
-			db, dz, dc := binsOf(&d)
-			if sc != dc || sz != dz || !maps.Equal(sb, db) {
-				t.Fatalf("decoded %d values (%d zero, %d bins), want %d (%d, %d)", dc, dz, len(db), sc, sz, len(sb))
-			}
-			if math.Abs(d.Sum()-s.Sum()) > 1e-6*math.Abs(s.Sum()) {
-				t.Errorf("sum %v, want %v", d.Sum(), s.Sum())
-			}
-			for _, q := range []float64{0, 0.5, 0.9, 1} {
-				if got, want := d.Quantile(q), s.Quantile(q); math.Abs(got-want) > 2*RelativeAccuracy*want {
-					t.Errorf("q%v %v, want %v", q, got, want)
+			for _, packed := range []bool{false, true} {
+				var enc []byte
+				if packed {
+					enc = s.appendPacked(nil)
+				} else {
+					enc = s.appendCompact(nil)
 				}
-			}
-			// Folded: without its sum, estimated from the bins.
-			at := compactSumAt(enc)
-			var e Sketch
-			e.mergeCompactSum(append(enc[:at:at], enc[at+4:]...), false)
-			if e.Count() != s.Count() || math.Abs(e.Sum()-s.Sum()) > RelativeAccuracy*math.Abs(s.Sum()) {
-				t.Errorf("without sum: %d values sum %v, want %d %v", e.Count(), e.Sum(), s.Count(), s.Sum())
-			}
-			// Merging into a non-empty sketch adds up.
-			d.mergeCompact(enc)
-			if d.Count() != 2*s.Count() {
-				t.Errorf("merged twice: %d values, want %d", d.Count(), 2*s.Count())
+				checkEncodedSketch(t, &s, enc, packed)
 			}
 		})
+	}
+}
+
+// checkEncodedSketch decodes enc, the compact or packed encoding of s, alone,
+// without its sum, and into a non-empty sketch.
+func checkEncodedSketch(t *testing.T, s *Sketch, enc []byte, packed bool) {
+	t.Helper()
+	var d Sketch
+	mergeEncoded(&d, enc, packed, true)
+	sb, sz, sc := binsOf(s)
+	db, dz, dc := binsOf(&d)
+	if sc != dc || sz != dz || !maps.Equal(sb, db) {
+		t.Fatalf("packed %v: decoded %d values (%d zero, %d bins), want %d (%d, %d)", packed, dc, dz, len(db), sc, sz, len(sb))
+	}
+	if math.Abs(d.Sum()-s.Sum()) > 1e-6*math.Abs(s.Sum()) {
+		t.Errorf("packed %v: sum %v, want %v", packed, d.Sum(), s.Sum())
+	}
+	for _, q := range []float64{0, 0.5, 0.9, 1} {
+		if got, want := d.Quantile(q), s.Quantile(q); math.Abs(got-want) > 2*RelativeAccuracy*want {
+			t.Errorf("packed %v: q%v %v, want %v", packed, q, got, want)
+		}
+	}
+	// Folded: without its sum, estimated from the bins.
+	at := compactSumAt(enc)
+	var e Sketch
+	mergeEncoded(&e, append(enc[:at:at], enc[at+4:]...), packed, false)
+	if e.Count() != s.Count() || math.Abs(e.Sum()-s.Sum()) > RelativeAccuracy*math.Abs(s.Sum()) {
+		t.Errorf("packed %v: without sum: %d values sum %v, want %d %v", packed, e.Count(), e.Sum(), s.Count(), s.Sum())
+	}
+	// Merging into a non-empty sketch adds up.
+	mergeEncoded(&d, enc, packed, true)
+	if d.Count() != 2*s.Count() {
+		t.Errorf("packed %v: merged twice: %d values, want %d", packed, d.Count(), 2*s.Count())
 	}
 }
 

@@ -18,12 +18,11 @@ type series struct {
 	// the next begins; a minute without data costs 4 bytes, an index entry
 	// per minute with data no more.
 	groups     []uint32
-	base       int64  // group number of groups[0]
-	folded     int64  // groups numbered below this hold no raw sketches any more
-	nrecs      int32  // raw records held
-	prevMask   uint16 // field mask of the last raw record (encoder state)
-	lastRolled bool   // the last group has its rollup (all groups before it do)
-	prevFlags  uint64 // reporters/signals/L4 of the last raw record (encoder state)
+	base       int64 // group number of groups[0]
+	folded     int64 // groups numbered below this hold no raw sketches any more
+	nrecs      int32 // raw records held
+	lastRolled bool  // the last group has its rollup (all groups before it do)
+	enc        recState
 	// win caches the sum of the whole, complete groups of the last window
 	// read (see sum); snapshots under the read lock race to fill it, hence an
 	// atomic pointer to an entry that is immutable once published.
@@ -272,7 +271,7 @@ func (s *series) encode(b *openBucket, lay *layout) {
 		first = true
 	}
 	// Encoded aside first so the log grows by exactly what it needs.
-	lay.buf = appendRecord(lay.buf[:0], b, b.idx-gnum*lay.n, first, &s.prevMask, &s.prevFlags)
+	lay.buf = appendRecord(lay.buf[:0], b, b.idx-gnum*lay.n, first, &s.enc)
 	s.growLog(len(lay.buf))
 	s.log = append(s.log, lay.buf...)
 	s.nrecs++
@@ -315,9 +314,8 @@ func (s *series) roll(lay *layout) {
 		}
 		c.addToBucket(acc)
 	}
-	var mask uint16
-	var flags uint64
-	lay.buf = appendRecord(lay.buf[:0], acc, rbRollup, true, &mask, &flags)
+	var st recState
+	lay.buf = appendRecord(lay.buf[:0], acc, rbRollup, true, &st)
 	start := int(s.groups[len(s.groups)-1])
 	n := len(lay.buf)
 	s.growLog(n)
@@ -579,9 +577,8 @@ func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
 		}
 		sk.Reset() // the record goes without its sketch
 	}
-	var mask uint16
-	var flags uint64
-	w.rec = appendRecord(nil, &acc, rbRollup, true, &mask, &flags)
+	var st recState
+	w.rec = appendRecord(nil, &acc, rbRollup, true, &st)
 	w.recLen = len(w.rec)
 	if w.dense16 {
 		w.rec = append(w.rec[:w.recLen:w.recLen], bins...) // one exact-size allocation
@@ -658,7 +655,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 		var has [maxGroupBuckets]bool
 		var total, present uint64
 		var rollSk []byte
-		var rollNoSum bool
+		var rollNoSum, rollPacked bool
 		r := recordReader{b: s.groupBytes(i)}
 		for {
 			b0, ok := r.next(&c)
@@ -667,7 +664,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 			}
 			slot := int64(b0 & rbSlot)
 			if slot == rbRollup {
-				rollSk, rollNoSum = c.sk, c.noSum
+				rollSk, rollNoSum, rollPacked = c.sk, c.noSum, c.packed
 				continue
 			}
 			total += c.v[vReq]
@@ -687,7 +684,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 			roll = &Sketch{}
 		}
 		roll.Reset()
-		roll.mergeCompactSum(rollSk, !rollNoSum)
+		mergeEncoded(roll, rollSk, rollPacked, !rollNoSum)
 		for sl, w := range weights {
 			idx := start + int64(sl)
 			if idx < from || idx >= to || !has[sl] {
