@@ -42,30 +42,7 @@ func istioMesh(edges int) []benchSeries {
 		src, dst := fmt.Sprintf("svc-%d", e%40), fmt.Sprintf("svc-%d", (e*7+1)%40)
 		for _, rep := range []string{"source", "destination"} {
 			for _, code := range []string{"200", "503"} {
-				base := []prompb.Label{
-					{Name: "connection_security_policy", Value: "mutual_tls"},
-					{Name: "destination_canonical_revision", Value: "v1"},
-					{Name: "destination_canonical_service", Value: dst},
-					{Name: "destination_cluster", Value: "Kubernetes"},
-					{Name: "destination_principal", Value: "spiffe://cluster.local/ns/shop/sa/" + dst},
-					{Name: "destination_service", Value: dst + ".shop.svc.cluster.local"},
-					{Name: "destination_service_name", Value: dst},
-					{Name: "destination_service_namespace", Value: "shop"},
-					{Name: "destination_workload", Value: dst + "-v1"},
-					{Name: "destination_workload_namespace", Value: "shop"},
-					{Name: "instance", Value: "10.0." + strconv.Itoa(e%250) + ".7:15020"},
-					{Name: "job", Value: "envoy-stats"},
-					{Name: "reporter", Value: rep},
-					{Name: "request_protocol", Value: "http"},
-					{Name: "response_code", Value: code},
-					{Name: "response_flags", Value: "-"},
-					{Name: "source_canonical_revision", Value: "v1"},
-					{Name: "source_canonical_service", Value: src},
-					{Name: "source_cluster", Value: "Kubernetes"},
-					{Name: "source_principal", Value: "spiffe://cluster.local/ns/shop/sa/" + src},
-					{Name: "source_workload", Value: src + "-v1"},
-					{Name: "source_workload_namespace", Value: "shop"},
-				}
+				base := istioLabels(src, dst, "shop", "10.0."+strconv.Itoa(e%250)+".7:15020", "envoy-stats", rep, code)
 				rate := 50.0
 				if code == "503" {
 					rate = 0.5
@@ -300,4 +277,33 @@ func writeTextSample(b *bytes.Buffer, ls []prompb.Label, v float64) {
 	b.WriteString("} ")
 	b.WriteString(strconv.FormatFloat(v, 'g', -1, 64))
 	b.WriteByte('\n')
+}
+
+// istioLabels is the label set (sorted by name, as remote-write wants) of
+// one Istio standard metric series of the edge src -> dst in namespace ns.
+func istioLabels(src, dst, ns, instance, job, reporter, code string) []prompb.Label {
+	return []prompb.Label{
+		{Name: "connection_security_policy", Value: "mutual_tls"},
+		{Name: "destination_canonical_revision", Value: "v1"},
+		{Name: "destination_canonical_service", Value: dst},
+		{Name: "destination_cluster", Value: "Kubernetes"},
+		{Name: "destination_principal", Value: "spiffe://cluster.local/ns/" + ns + "/sa/" + dst},
+		{Name: "destination_service", Value: dst + "." + ns + ".svc.cluster.local"},
+		{Name: "destination_service_name", Value: dst},
+		{Name: "destination_service_namespace", Value: ns},
+		{Name: "destination_workload", Value: dst + "-v1"},
+		{Name: "destination_workload_namespace", Value: ns},
+		{Name: "instance", Value: instance},
+		{Name: "job", Value: job},
+		{Name: "reporter", Value: reporter},
+		{Name: "request_protocol", Value: "http"},
+		{Name: "response_code", Value: code},
+		{Name: "response_flags", Value: "-"},
+		{Name: "source_canonical_revision", Value: "v1"},
+		{Name: "source_canonical_service", Value: src},
+		{Name: "source_cluster", Value: "Kubernetes"},
+		{Name: "source_principal", Value: "spiffe://cluster.local/ns/" + ns + "/sa/" + src},
+		{Name: "source_workload", Value: src + "-v1"},
+		{Name: "source_workload_namespace", Value: ns},
+	}
 }

@@ -174,38 +174,7 @@ func benchRequests(nTraces, tracesPerReq int) ([][]byte, int) {
 				total++
 				return sid
 			}
-			httpAttrs := func(method, url string, code int64) func(pcommon.Map) {
-				return func(m pcommon.Map) {
-					m.PutStr("http.request.method", method)
-					m.PutStr("url.full", url)
-					m.PutInt("http.response.status_code", code)
-					m.PutStr("network.protocol.version", "1.1")
-				}
-			}
-			root := add("frontend", pcommon.SpanID{}, ptrace.SpanKindServer, "HTTP GET /dispatch", 0, 700e6, httpAttrs("GET", "http://frontend:8080/dispatch?customer=123", 200))
-			c := add("frontend", root, ptrace.SpanKindClient, "HTTP GET", 1e6, 300e6, httpAttrs("GET", "http://customer:8081/customer?customer=123", 200))
-			cs := add("customer", c, ptrace.SpanKindServer, "HTTP GET /customer", 2e6, 290e6, httpAttrs("GET", "/customer", 200))
-			add("customer", cs, ptrace.SpanKindClient, "SQL SELECT", 3e6, 280e6, func(m pcommon.Map) {
-				m.PutStr("db.system", "mysql")
-				m.PutStr("db.statement", "SELECT * FROM customer WHERE customer_id=123")
-				m.PutStr("server.address", "mysql")
-			})
-			d := add("frontend", root, ptrace.SpanKindClient, "/driver.DriverService/FindNearest", 302e6, 200e6, func(m pcommon.Map) { m.PutStr("rpc.system", "grpc") })
-			ds := add("driver", d, ptrace.SpanKindServer, "/driver.DriverService/FindNearest", 303e6, 195e6, func(m pcommon.Map) {
-				m.PutStr("rpc.system", "grpc")
-				m.PutInt("rpc.grpc.status_code", 0)
-			})
-			for i := uint64(0); i < 3; i++ {
-				add("driver", ds, ptrace.SpanKindClient, "GetDriver", 304e6+i*20e6, 15e6, func(m pcommon.Map) {
-					m.PutStr("db.system", "redis")
-					m.PutStr("server.address", "redis")
-				})
-			}
-			for i := uint64(0); i < 3; i++ {
-				r := add("frontend", root, ptrace.SpanKindClient, "HTTP GET", 503e6+i*50e6, 40e6, httpAttrs("GET", "http://route:8083/route?pickup=1,2", 200))
-				add("route", r, ptrace.SpanKindServer, "HTTP GET /route", 504e6+i*50e6, 38e6, httpAttrs("GET", "/route", 200))
-			}
-			add("frontend", root, ptrace.SpanKindInternal, "bestETA", 650e6, 10e6, nil)
+			hotrodTrace(add)
 		}
 		b, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
 		if err != nil {
@@ -214,4 +183,46 @@ func benchRequests(nTraces, tracesPerReq int) ([][]byte, int) {
 		reqs = append(reqs, b)
 	}
 	return reqs, total
+}
+
+// spanAdder adds one span (service, parent, kind, name, offset and duration
+// in ns from the trace's start, attributes) and returns its ID.
+type spanAdder func(svc string, parent pcommon.SpanID, kind ptrace.SpanKind, name string, off, dur uint64, attrs func(pcommon.Map)) pcommon.SpanID
+
+// hotrodTrace adds the 14 spans of one HotROD "dispatch" request: frontend
+// calls customer (which queries MySQL), driver over gRPC (three Redis
+// calls) and route three times; 10 of the spans are cross-service calls.
+func hotrodTrace(add spanAdder) {
+	httpAttrs := func(method, url string, code int64) func(pcommon.Map) {
+		return func(m pcommon.Map) {
+			m.PutStr("http.request.method", method)
+			m.PutStr("url.full", url)
+			m.PutInt("http.response.status_code", code)
+			m.PutStr("network.protocol.version", "1.1")
+		}
+	}
+	root := add("frontend", pcommon.SpanID{}, ptrace.SpanKindServer, "HTTP GET /dispatch", 0, 700e6, httpAttrs("GET", "http://frontend:8080/dispatch?customer=123", 200))
+	c := add("frontend", root, ptrace.SpanKindClient, "HTTP GET", 1e6, 300e6, httpAttrs("GET", "http://customer:8081/customer?customer=123", 200))
+	cs := add("customer", c, ptrace.SpanKindServer, "HTTP GET /customer", 2e6, 290e6, httpAttrs("GET", "/customer", 200))
+	add("customer", cs, ptrace.SpanKindClient, "SQL SELECT", 3e6, 280e6, func(m pcommon.Map) {
+		m.PutStr("db.system", "mysql")
+		m.PutStr("db.statement", "SELECT * FROM customer WHERE customer_id=123")
+		m.PutStr("server.address", "mysql")
+	})
+	d := add("frontend", root, ptrace.SpanKindClient, "/driver.DriverService/FindNearest", 302e6, 200e6, func(m pcommon.Map) { m.PutStr("rpc.system", "grpc") })
+	ds := add("driver", d, ptrace.SpanKindServer, "/driver.DriverService/FindNearest", 303e6, 195e6, func(m pcommon.Map) {
+		m.PutStr("rpc.system", "grpc")
+		m.PutInt("rpc.grpc.status_code", 0)
+	})
+	for i := range uint64(3) {
+		add("driver", ds, ptrace.SpanKindClient, "GetDriver", 304e6+i*20e6, 15e6, func(m pcommon.Map) {
+			m.PutStr("db.system", "redis")
+			m.PutStr("server.address", "redis")
+		})
+	}
+	for i := range uint64(3) {
+		r := add("frontend", root, ptrace.SpanKindClient, "HTTP GET", 503e6+i*50e6, 40e6, httpAttrs("GET", "http://route:8083/route?pickup=1,2", 200))
+		add("route", r, ptrace.SpanKindServer, "HTTP GET /route", 504e6+i*50e6, 38e6, httpAttrs("GET", "/route", 200))
+	}
+	add("frontend", root, ptrace.SpanKindInternal, "bestETA", 650e6, 10e6, nil)
 }

@@ -3,102 +3,434 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
+	"math"
+	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
-	"github.com/golang/snappy"
 	"github.com/gorilla/websocket"
 	"github.com/prometheus/prometheus/prompb"
+	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/ptrace"
+	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 )
 
 func init() {
-	register("loadgen", "load generators for the soak test (loadgen remote-write | api | watch)", runLoadgen)
+	register("loadgen", "load generators for the soak test (loadgen remote-write | otlp | api | watch | chat)", runLoadgen)
 }
 
 func runLoadgen(ctx context.Context, args []string) error {
 	if len(args) == 0 {
-		return fmt.Errorf("loadgen: want remote-write, api or watch")
+		return fmt.Errorf("loadgen: want remote-write, otlp, api, watch or chat")
 	}
 	switch args[0] {
 	case "remote-write":
 		return loadgenRemoteWrite(ctx, args[1:])
+	case "otlp":
+		return loadgenOTLP(ctx, args[1:])
 	case "api":
 		return loadgenAPI(ctx, args[1:])
 	case "watch":
 		return loadgenWatch(ctx, args[1:])
+	case "chat":
+		return loadgenChat(ctx, args[1:])
 	}
 	return fmt.Errorf("loadgen: unknown %q", args[0])
 }
 
-// loadgenRemoteWrite pushes Istio request counters for a synthetic mesh in
-// its own namespace and reports how many requests the acknowledged samples
-// account for (per series: last acknowledged value - first acknowledged
-// value), which is what the graph must show for that namespace.
+// pacer spaces sends evenly at rate per second (0: as fast as possible). A
+// sender that falls behind does not burst to catch up; the achieved rate is
+// what gets reported.
+type pacer struct {
+	every time.Duration
+	next  time.Time
+}
+
+func newPacer(rate float64) *pacer {
+	p := &pacer{next: time.Now()}
+	if rate > 0 {
+		p.every = time.Duration(float64(time.Second) / rate)
+	}
+	return p
+}
+
+func (p *pacer) wait(ctx context.Context) {
+	if p.every == 0 {
+		return
+	}
+	now := time.Now()
+	if d := p.next.Sub(now); d > 0 {
+		t := time.NewTimer(d)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+		}
+	} else if -d > time.Second {
+		p.next = now
+	}
+	p.next = p.next.Add(p.every)
+}
+
+// quantiles summarises latencies in ms.
+func quantiles(lat []float64) (p50, p99, maxv float64) {
+	if len(lat) == 0 {
+		return 0, 0, 0
+	}
+	slices.Sort(lat)
+	q := func(p float64) float64 { return lat[min(len(lat)-1, int(p*float64(len(lat))))] }
+	return q(0.5), q(0.99), lat[len(lat)-1]
+}
+
+// cpuSeconds is this process' user+system CPU so far: the soak reports what
+// the generators cost next to what the server did.
+func cpuSeconds() float64 {
+	var ru syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
+	return math.Round((float64(ru.Utime.Nano()+ru.Stime.Nano())/1e9)*10) / 10
+}
+
+func readToken(file string) (string, error) {
+	if file == "" {
+		return "", nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return "", fmt.Errorf("read token file %s: %w", file, err)
+	}
+	return string(bytes.TrimSpace(b)), nil
+}
+
+// ---- remote-write ----
+
+// rwSeries is one series of a payload. Its value at a step is
+// n*num/den, where n = step*inc is the cumulative request count of the
+// (edge, reporter, code) it belongs to; counted marks the series whose
+// increase the graph shows as requests (destination-reported request
+// counters).
+type rwSeries struct {
+	labels   []prompb.Label
+	inc      uint64
+	num, den uint64
+	counted  bool
+}
+
+func (s *rwSeries) value(step uint64) float64 { return float64(step * s.inc * s.num / s.den) }
+
+// rwShape builds the series of edges [from, to) of a synthetic mesh in
+// namespace ns. "simple" is one request counter per edge (client -> svc-i,
+// destination reporter); "istio" is what Istio sidecars export per edge:
+// 2 reporters x 2 response codes x (request counter, 20 duration buckets,
+// duration sum and count, request and response byte sums) = 100 series, the
+// shape bench-metrics measures.
+func rwShape(shape, ns, instance string, from, to int) ([]rwSeries, error) {
+	var out []rwSeries
+	for i := from; i < to; i++ {
+		switch shape {
+		case "simple":
+			svc := "svc-" + strconv.Itoa(i)
+			out = append(out, rwSeries{labels: []prompb.Label{
+				{Name: "__name__", Value: "istio_requests_total"},
+				{Name: "destination_workload", Value: svc}, {Name: "destination_workload_namespace", Value: ns},
+				{Name: "destination_app", Value: svc}, {Name: "destination_service", Value: svc + "." + ns + ".svc.cluster.local"},
+				{Name: "instance", Value: instance}, {Name: "job", Value: "loadgen-" + ns},
+				{Name: "reporter", Value: "destination"}, {Name: "response_code", Value: "200"},
+				{Name: "source_app", Value: "client"}, {Name: "source_workload", Value: "client"}, {Name: "source_workload_namespace", Value: ns},
+			}, inc: uint64(1 + i%5), num: 1, den: 1, counted: true})
+		case "istio":
+			src, dst := "client-"+strconv.Itoa(i/10), "svc-"+strconv.Itoa(i)
+			for _, rep := range []string{"source", "destination"} {
+				for _, code := range []string{"200", "503"} {
+					inc := uint64(20 + i%7)
+					if code == "503" {
+						inc = uint64(i % 3) // some edges fail a little, most not at all
+					}
+					base := istioLabels(src, dst, ns, instance, "loadgen-"+ns, rep, code)
+					with := func(name string, num, den uint64, counted bool, extra ...prompb.Label) {
+						ls := append([]prompb.Label{{Name: "__name__", Value: name}}, base...)
+						out = append(out, rwSeries{labels: append(ls, extra...), inc: inc, num: num, den: den, counted: counted})
+					}
+					with("istio_requests_total", 1, 1, rep == "destination")
+					for j, le := range istioBuckets {
+						with("istio_request_duration_milliseconds_bucket", uint64(min(j+1, 8)), 8, false, prompb.Label{Name: "le", Value: le})
+					}
+					with("istio_request_duration_milliseconds_sum", 12, 1, false)
+					with("istio_request_duration_milliseconds_count", 1, 1, false)
+					with("istio_request_bytes_sum", 600, 1, false)
+					with("istio_response_bytes_sum", 5000, 1, false)
+				}
+			}
+		default:
+			return nil, fmt.Errorf("remote-write shape %q: want simple or istio", shape)
+		}
+	}
+	return out, nil
+}
+
+// rwPayload is one pre-encoded remote-write request: a snappy block in
+// which each series' sample (value and timestamp) sits in a literal at a
+// known offset, so a send only rewrites 14 bytes per series instead of
+// marshalling and compressing again. Every series is in exactly one payload
+// and gets a strictly increasing timestamp, so nothing is a resend.
+type rwPayload struct {
+	series []rwSeries
+	body   []byte
+	at     []int // offset in body of each series' 8 value bytes; the 6 timestamp bytes follow a 0x10 tag
+	step   uint64
+	lastTs int64
+	// first and last acknowledged step: the graph must show the increase between them.
+	firstAck, lastAck uint64
+}
+
+// rwTemplateTs is a timestamp placeholder with a 6-byte varint, the length
+// every millisecond timestamp between 2004 and 2109 has.
+const (
+	rwMinTs = int64(1) << 35
+	rwMaxTs = int64(1) << 42
+)
+
+func newRWPayload(series []rwSeries) (*rwPayload, error) {
+	wr := prompb.WriteRequest{Timeseries: make([]prompb.TimeSeries, len(series))}
+	for i := range series {
+		// Non-zero placeholders: a zero value or timestamp would not be encoded.
+		wr.Timeseries[i] = prompb.TimeSeries{Labels: series[i].labels, Samples: []prompb.Sample{{Value: 1, Timestamp: rwMinTs}}}
+	}
+	raw, err := wr.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("marshal remote-write template of %d series: %w", len(series), err)
+	}
+	rawAt, err := sampleOffsets(raw)
+	if err != nil {
+		return nil, err
+	}
+	if len(rawAt) != len(series) {
+		return nil, fmt.Errorf("remote-write template: %d samples for %d series", len(rawAt), len(series))
+	}
+	pinned := make([]bool, len(raw))
+	for _, o := range rawAt {
+		for k := o; k < o+15; k++ {
+			pinned[k] = true
+		}
+	}
+	body, lit := snappyPinned(raw, pinned)
+	p := &rwPayload{series: series, body: body, at: make([]int, len(rawAt))}
+	for i, o := range rawAt {
+		p.at[i] = lit[o]
+	}
+	return p, nil
+}
+
+// sampleOffsets walks a marshalled WriteRequest and returns, per series, the
+// offset of the 8 value bytes of its only sample (encoded 0x09 value 0x10
+// timestamp, as the placeholders guarantee).
+func sampleOffsets(raw []byte) ([]int, error) {
+	var at []int
+	for b := raw; len(b) > 0; {
+		tag, n := binary.Uvarint(b)
+		l, m := binary.Uvarint(b[n:])
+		if n <= 0 || m <= 0 || tag != 1<<3|2 || l > uint64(len(b)-n-m) {
+			return nil, fmt.Errorf("remote-write template at byte %d: not a timeseries", len(raw)-len(b))
+		}
+		ts := b[n+m : n+m+int(l)]
+		base := len(raw) - len(b) + n + m
+		for off := 0; off < len(ts); {
+			t, k := binary.Uvarint(ts[off:])
+			pl, j := binary.Uvarint(ts[off+k:])
+			if k <= 0 || j <= 0 {
+				return nil, fmt.Errorf("remote-write template: series %d truncated", len(at))
+			}
+			p := off + k + j
+			if t == 2<<3|2 {
+				if pl != 16 || ts[p] != 0x09 || ts[p+9] != 0x10 {
+					return nil, fmt.Errorf("remote-write template: series %d sample not in the placeholder layout", len(at))
+				}
+				at = append(at, base+p+1)
+			}
+			off = p + int(pl)
+		}
+		b = b[n+m+int(l):]
+	}
+	return at, nil
+}
+
+// snappyPinned compresses raw into one snappy block in which every pinned
+// byte is emitted as a literal and is never the source of a copy, so the
+// pinned bytes can be rewritten in the compressed block. lit maps a raw
+// offset to its offset in the block (valid for pinned bytes). The matcher is
+// a plain greedy one with a 64k window: enough for label sets that repeat.
+func snappyPinned(raw []byte, pinned []bool) (block []byte, lit []int) {
+	block = binary.AppendUvarint(nil, uint64(len(raw)))
+	lit = make([]int, len(raw))
+	free := func(at, n int) bool {
+		for k := at; k < at+n; k++ {
+			if pinned[k] {
+				return false
+			}
+		}
+		return true
+	}
+	emitLiteral := func(from, to int) {
+		if from == to {
+			return
+		}
+		n := to - from - 1
+		switch {
+		case n < 60:
+			block = append(block, byte(n<<2))
+		case n < 1<<8:
+			block = append(block, 60<<2, byte(n))
+		case n < 1<<16:
+			block = append(block, 61<<2, byte(n), byte(n>>8))
+		case n < 1<<24:
+			block = append(block, 62<<2, byte(n), byte(n>>8), byte(n>>16))
+		default:
+			block = append(block, 63<<2, byte(n), byte(n>>8), byte(n>>16), byte(n>>24))
+		}
+		for k := from; k < to; k++ {
+			lit[k] = len(block) + k - from
+		}
+		block = append(block, raw[from:to]...)
+	}
+	var table [1 << 14]int32 // last position + 1 of a 4-byte hash
+	hash := func(u uint32) uint32 { return (u * 0x1e35a7bd) >> 18 }
+	start := 0
+	for i := 0; i+4 <= len(raw); {
+		if !free(i, 4) {
+			i++
+			continue
+		}
+		u := binary.LittleEndian.Uint32(raw[i:])
+		h := hash(u)
+		cand := int(table[h]) - 1
+		table[h] = int32(i + 1)
+		if cand < 0 || i-cand > 65535 || binary.LittleEndian.Uint32(raw[cand:]) != u || !free(cand, 4) {
+			i++
+			continue
+		}
+		n := 4
+		for i+n < len(raw) && raw[cand+n] == raw[i+n] && !pinned[i+n] && !pinned[cand+n] {
+			n++
+		}
+		emitLiteral(start, i)
+		for off, left := i-cand, n; left > 0; {
+			c := min(left, 64)
+			block = append(block, byte((c-1)<<2|2), byte(off), byte(off>>8))
+			left -= c
+		}
+		i += n
+		start = i
+	}
+	emitLiteral(start, len(raw))
+	return block, lit
+}
+
+// patch writes the samples of step at ts into the block.
+func (p *rwPayload) patch(step uint64, ts int64) {
+	for i := range p.series {
+		o := p.at[i]
+		binary.LittleEndian.PutUint64(p.body[o:], math.Float64bits(p.series[i].value(step)))
+		binary.PutUvarint(p.body[o+9:o+15], uint64(ts))
+	}
+}
+
+// expected is the requests the graph must show for what was acknowledged.
+func (p *rwPayload) expected() uint64 {
+	if p.lastAck == 0 {
+		return 0
+	}
+	var n uint64
+	for i := range p.series {
+		if s := &p.series[i]; s.counted {
+			n += (p.lastAck - p.firstAck) * s.inc
+		}
+	}
+	return n
+}
+
+// loadgenRemoteWrite pushes Istio metrics for a synthetic mesh in its own
+// namespace and reports how many requests the acknowledged samples account
+// for (per series: last acknowledged value - first acknowledged value),
+// which is what the graph must show for that namespace.
 func loadgenRemoteWrite(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("loadgen remote-write", flag.ContinueOnError)
 	url := fs.String("url", "http://127.0.0.1:8080/api/v1/write", "remote-write endpoint")
-	rate := fs.Float64("rate", 20, "write requests per second")
-	edges := fs.Int("edges", 50, "edges (series) per request")
+	rate := fs.Float64("rate", 20, "write requests per second, all workers together (0: as fast as answered)")
+	edges := fs.Int("edges", 50, "edges of the synthetic mesh")
+	perReq := fs.Int("edges-per-request", 0, "edges per write request (0: all in one request)")
+	shape := fs.String("shape", "simple", "series per edge: simple (1 request counter) or istio (100 series: 2 reporters x 2 codes x counter, 20 buckets, 4 sums)")
+	workers := fs.Int("workers", 1, "concurrent senders; each owns a share of the requests")
 	ns := fs.String("namespace", "loadgen", "namespace of the synthetic workloads")
 	dur := fs.Duration("duration", time.Minute, "how long to send")
 	token := fs.String("token-file", "", "file with a bearer token")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	bearer := ""
-	if *token != "" {
-		b, err := os.ReadFile(*token)
-		if err != nil {
-			return err
-		}
-		bearer = string(bytes.TrimSpace(b))
+	if *edges < 1 || *workers < 1 || *perReq < 0 || *rate < 0 {
+		return fmt.Errorf("loadgen remote-write: edges and workers must be > 0, edges-per-request and rate >= 0")
 	}
-	first := make([]float64, *edges)
-	last := make([]float64, *edges)
-	val := make([]float64, *edges)
-	acked := make([]bool, *edges)
-	var sent, ok, retried, failed int
-	client := &http.Client{Timeout: 10 * time.Second}
-	tick := time.NewTicker(time.Duration(float64(time.Second) / *rate))
-	defer tick.Stop()
-	end := time.Now().Add(*dur)
-	for time.Now().Before(end) && ctx.Err() == nil {
-		<-tick.C
-		ts := time.Now().UnixMilli()
-		var wr prompb.WriteRequest
-		for i := range *edges {
-			val[i] += float64(1 + i%5)
-			wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{Labels: []prompb.Label{
-				{Name: "__name__", Value: "istio_requests_total"},
-				{Name: "destination_workload", Value: fmt.Sprintf("svc-%d", i)}, {Name: "destination_workload_namespace", Value: *ns},
-				{Name: "destination_app", Value: fmt.Sprintf("svc-%d", i)}, {Name: "destination_service", Value: fmt.Sprintf("svc-%d.%s.svc.cluster.local", i, *ns)},
-				{Name: "instance", Value: "loadgen"}, {Name: "job", Value: "loadgen-" + *ns},
-				{Name: "reporter", Value: "destination"}, {Name: "response_code", Value: "200"},
-				{Name: "source_app", Value: "client"}, {Name: "source_workload", Value: "client"}, {Name: "source_workload_namespace", Value: *ns},
-			}, Samples: []prompb.Sample{{Value: val[i], Timestamp: ts}}})
+	bearer, err := readToken(*token)
+	if err != nil {
+		return err
+	}
+	if *perReq == 0 {
+		*perReq = *edges
+	}
+	// One instance per request: all of a source's series then arrive in its
+	// first request, so the server primes them all (counts from there).
+	var payloads []*rwPayload
+	for from := 0; from < *edges; from += *perReq {
+		instance := "loadgen"
+		if *perReq < *edges {
+			instance = "loadgen-" + strconv.Itoa(from / *perReq)
 		}
-		raw, err := wr.Marshal()
+		series, err := rwShape(*shape, *ns, instance, from, min(from+*perReq, *edges))
 		if err != nil {
 			return err
 		}
-		body := snappy.Encode(nil, raw)
-		sent++
+		p, err := newRWPayload(series)
+		if err != nil {
+			return err
+		}
+		payloads = append(payloads, p)
+	}
+	*workers = min(*workers, len(payloads))
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	tr.MaxIdleConnsPerHost = *workers
+	client := &http.Client{Timeout: 10 * time.Second, Transport: tr}
+	var st struct {
+		sync.Mutex
+		sent, ok, retried, failed int
+		samplesSent, samplesAcked uint64
+		bytesSent                 uint64
+		lat                       []float64
+		lastErr                   string
+	}
+	send := func(p *rwPayload) {
 		for attempt := 0; ; attempt++ {
-			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(body))
+			req, _ := http.NewRequestWithContext(ctx, http.MethodPost, *url, bytes.NewReader(p.body))
 			req.Header.Set("Content-Type", "application/x-protobuf")
 			req.Header.Set("Content-Encoding", "snappy")
 			req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
 			if bearer != "" {
 				req.Header.Set("Authorization", "Bearer "+bearer)
 			}
+			t0 := time.Now()
 			resp, err := client.Do(req)
 			code := 0
 			if err == nil {
@@ -106,32 +438,329 @@ func loadgenRemoteWrite(ctx context.Context, args []string) error {
 				resp.Body.Close()
 				code = resp.StatusCode
 			}
+			ms := float64(time.Since(t0).Microseconds()) / 1000
+			st.Lock()
+			st.bytesSent += uint64(len(p.body))
 			if code/100 == 2 {
-				ok++
-				for i := range *edges {
-					if !acked[i] {
-						first[i], acked[i] = val[i], true
-					}
-					last[i] = val[i]
+				st.ok++
+				st.samplesAcked += uint64(len(p.series))
+				st.lat = append(st.lat, ms)
+				st.Unlock()
+				if p.firstAck == 0 {
+					p.firstAck = p.step
 				}
-				break
+				p.lastAck = p.step
+				return
 			}
-			if (code == 429 || code == 503 || err != nil) && attempt < 5 && ctx.Err() == nil {
-				retried++
+			if err != nil {
+				st.lastErr = fmt.Sprintf("write %d series to %s: %v", len(p.series), *url, err)
+			} else {
+				st.lastErr = fmt.Sprintf("write %d series to %s: HTTP %d", len(p.series), *url, code)
+			}
+			// Retry what Prometheus retries: 429, 5xx and connection errors.
+			if (code == 429 || code/100 == 5 || err != nil) && attempt < 5 && ctx.Err() == nil {
+				st.retried++
+				st.Unlock()
 				time.Sleep(200 * time.Millisecond)
 				continue
 			}
-			failed++ // dropped by us: not acknowledged, not counted
-			break
+			st.failed++ // dropped by us: not acknowledged, not counted
+			st.Unlock()
+			return
 		}
 	}
-	var want float64
-	for i := range *edges {
-		want += last[i] - first[i]
+	start := time.Now()
+	end := start.Add(*dur)
+	var wg sync.WaitGroup
+	for w := range *workers {
+		wg.Go(func() {
+			var mine []*rwPayload
+			for i := w; i < len(payloads); i += *workers {
+				mine = append(mine, payloads[i])
+			}
+			pc := newPacer(*rate / float64(*workers))
+			for k := 0; time.Now().Before(end) && ctx.Err() == nil; k++ {
+				pc.wait(ctx)
+				p := mine[k%len(mine)]
+				p.step++
+				ts := max(time.Now().UnixMilli(), p.lastTs+1)
+				if ts < rwMinTs || ts >= rwMaxTs {
+					panic("timestamp outside the 6-byte varint range")
+				}
+				p.lastTs = ts
+				p.patch(p.step, ts)
+				st.Lock()
+				st.sent++
+				st.samplesSent += uint64(len(p.series))
+				st.Unlock()
+				send(p)
+			}
+		})
 	}
-	return json.NewEncoder(os.Stdout).Encode(map[string]any{"namespace": *ns, "requestsSent": sent, "acked": ok,
-		"retried": retried, "failed": failed, "expectedGraphRequests": want})
+	wg.Wait()
+	secs := time.Since(start).Seconds()
+	var want uint64
+	for _, p := range payloads {
+		want += p.expected()
+	}
+	p50, p99, mx := quantiles(st.lat)
+	nseries := 0
+	for _, p := range payloads {
+		nseries += len(p.series)
+	}
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"namespace": *ns, "shape": *shape,
+		"series": nseries, "seriesPerRequest": len(payloads[0].series),
+		"requestsSent": st.sent, "acked": st.ok, "retried": st.retried, "failed": st.failed, "lastError": st.lastErr,
+		"samplesSent": st.samplesSent, "samplesAcked": st.samplesAcked, "seconds": math.Round(secs*10) / 10,
+		"samplesPerSec": math.Round(float64(st.samplesAcked) / secs), "bytesSent": st.bytesSent,
+		"p50ms": p50, "p99ms": p99, "maxms": mx, "cpuSeconds": cpuSeconds(), "expectedGraphRequests": want})
 }
+
+// ---- OTLP/gRPC traces ----
+
+// otlpCallsPerTrace is what the graph shows for one trace of otlpTemplate:
+// frontend->customer, customer->mysql, frontend->driver, 3 x driver->redis,
+// 3 x frontend->route, and the entry into frontend from an unknown caller
+// (the internal span makes no edge). loadgen_test checks it against the
+// real decoder, pairer and graph.
+const otlpCallsPerTrace = 10
+
+// Markers in the template: the trace IDs and span times hold them so their
+// offsets can be found in the encoded request and rewritten per send.
+const (
+	otlpTraceMark uint64 = 0xfe4d4c534f414b00 // "\xfeMLSOAK\x00"
+	otlpTimeMark  uint64 = 0x5a5a5a0000000000
+)
+
+// otlpTemplate builds one ExportTraceServiceRequest of n HotROD-like traces
+// (14 spans each, as bench-traces), in namespace ns, with marker trace IDs
+// and times; off[k] is the real offset from the trace start of time marker k.
+func otlpTemplate(ns string, n int) (body []byte, off []uint64, spans int, err error) {
+	services := []string{"frontend", "customer", "driver", "route"}
+	td := ptrace.NewTraces()
+	ss := map[string]ptrace.SpanSlice{}
+	for _, name := range services {
+		rs := td.ResourceSpans().AppendEmpty()
+		a := rs.Resource().Attributes()
+		a.PutStr("service.name", name)
+		a.PutStr("service.version", "v1")
+		a.PutStr("k8s.namespace.name", ns)
+		a.PutStr("k8s.deployment.name", name+"-v1")
+		a.PutStr("k8s.pod.name", name+"-v1-7d9f8b6c5-abcde")
+		a.PutStr("telemetry.sdk.language", "go")
+		ss[name] = rs.ScopeSpans().AppendEmpty().Spans()
+	}
+	for t := range n {
+		var tid [16]byte
+		binary.BigEndian.PutUint64(tid[:8], otlpTraceMark)
+		binary.BigEndian.PutUint64(tid[8:], uint64(t))
+		var next uint64
+		add := func(svc string, parent pcommon.SpanID, kind ptrace.SpanKind, name string, at, dur uint64, attrs func(pcommon.Map)) pcommon.SpanID {
+			next++
+			var sid [8]byte
+			binary.BigEndian.PutUint64(sid[:], next|uint64(t)<<16)
+			s := ss[svc].AppendEmpty()
+			s.SetTraceID(tid)
+			s.SetSpanID(sid)
+			s.SetParentSpanID(parent)
+			s.SetKind(kind)
+			s.SetName(name)
+			s.SetStartTimestamp(pcommon.Timestamp(otlpTimeMark + uint64(len(off))))
+			s.SetEndTimestamp(pcommon.Timestamp(otlpTimeMark + uint64(len(off)+1)))
+			off = append(off, at, at+dur)
+			if attrs != nil {
+				attrs(s.Attributes())
+			}
+			spans++
+			return sid
+		}
+		hotrodTrace(add)
+	}
+	body, err = ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+	if err != nil {
+		return nil, nil, 0, fmt.Errorf("marshal OTLP template of %d traces: %w", n, err)
+	}
+	return body, off, spans, nil
+}
+
+// otlpPayload is a pre-encoded OTLP request whose trace IDs and span times
+// are rewritten in place before each send.
+type otlpPayload struct {
+	body   []byte
+	tidAt  [][]int // per template trace: offsets of its 16-byte trace IDs
+	timeAt []int   // per time marker: offset of its 8 bytes
+	off    []uint64
+	spans  int
+}
+
+func newOTLPPayload(ns string, traces int) (*otlpPayload, error) {
+	body, off, spans, err := otlpTemplate(ns, traces)
+	if err != nil {
+		return nil, err
+	}
+	p := &otlpPayload{body: body, tidAt: make([][]int, traces), timeAt: make([]int, len(off)), off: off, spans: spans}
+	for i := range p.timeAt {
+		p.timeAt[i] = -1
+	}
+	// The markers cannot occur elsewhere: the rest is text, small integers
+	// and span IDs below 2^48.
+	for i := 0; i+8 <= len(body); i++ {
+		v := binary.LittleEndian.Uint64(body[i:])
+		if v-otlpTimeMark < uint64(len(off)) {
+			if p.timeAt[v-otlpTimeMark] >= 0 {
+				return nil, fmt.Errorf("OTLP template: time marker %d found twice", v-otlpTimeMark)
+			}
+			p.timeAt[v-otlpTimeMark] = i
+		}
+		if i+16 <= len(body) && binary.BigEndian.Uint64(body[i:]) == otlpTraceMark {
+			t := binary.BigEndian.Uint64(body[i+8:])
+			if t >= uint64(traces) {
+				return nil, fmt.Errorf("OTLP template: trace marker %d out of range", t)
+			}
+			p.tidAt[t] = append(p.tidAt[t], i)
+		}
+	}
+	for k, at := range p.timeAt {
+		if at < 0 {
+			return nil, fmt.Errorf("OTLP template: time marker %d not found", k)
+		}
+	}
+	for t, at := range p.tidAt {
+		if len(at) != spans/traces {
+			return nil, fmt.Errorf("OTLP template: trace %d ID found %d times, want %d", t, len(at), spans/traces)
+		}
+	}
+	return p, nil
+}
+
+// patch gives every trace a new ID (prefix, then seq, seq+1, ...) and moves
+// its spans to start at base (Unix ns).
+func (p *otlpPayload) patch(prefix, seq, base uint64) {
+	for t, ats := range p.tidAt {
+		for _, at := range ats {
+			binary.BigEndian.PutUint64(p.body[at:], prefix)
+			binary.BigEndian.PutUint64(p.body[at+8:], seq+uint64(t))
+		}
+	}
+	for k, at := range p.timeAt {
+		binary.LittleEndian.PutUint64(p.body[at:], base+p.off[k])
+	}
+}
+
+// rawCodec sends pre-encoded bytes as they are. Named "proto" so the
+// content-subtype stays application/grpc+proto.
+type rawCodec struct{}
+
+func (rawCodec) Marshal(v any) ([]byte, error) { return *(v.(*[]byte)), nil }
+func (rawCodec) Unmarshal(data []byte, v any) error {
+	*(v.(*[]byte)) = append((*(v.(*[]byte)))[:0], data...)
+	return nil
+}
+func (rawCodec) Name() string { return "proto" }
+
+// loadgenOTLP exports HotROD-like traces over OTLP/gRPC from pre-encoded
+// requests and reports spans acknowledged and the calls the graph must show
+// for its namespace.
+func loadgenOTLP(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("loadgen otlp", flag.ContinueOnError)
+	addr := fs.String("addr", "127.0.0.1:4317", "OTLP/gRPC endpoint")
+	rate := fs.Float64("rate", 1000, "spans per second, all workers together (0: as fast as answered)")
+	perReq := fs.Int("traces-per-request", 50, "traces per export request (14 spans each)")
+	workers := fs.Int("workers", 1, "concurrent senders, each on its own connection")
+	ns := fs.String("namespace", "loadgen-otlp", "namespace (k8s.namespace.name) of the traced services")
+	dur := fs.Duration("duration", time.Minute, "how long to send")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *perReq < 1 || *workers < 1 || *rate < 0 {
+		return fmt.Errorf("loadgen otlp: traces-per-request and workers must be > 0, rate >= 0")
+	}
+	prefix := rand.Uint64() | 1 // odd: a trace ID is never all zeros
+	var seq atomic.Uint64
+	var st struct {
+		sync.Mutex
+		sent, ok, retried, failed int
+		spansAcked, rejected      uint64
+		tracesAcked               uint64
+		lat                       []float64
+		lastErr                   string
+	}
+	start := time.Now()
+	end := start.Add(*dur)
+	var wg sync.WaitGroup
+	errs := make(chan error, *workers)
+	for range *workers {
+		p, err := newOTLPPayload(*ns, *perReq)
+		if err != nil {
+			return err
+		}
+		conn, err := grpc.NewClient(*addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+		if err != nil {
+			return fmt.Errorf("loadgen otlp: dial %s: %w", *addr, err)
+		}
+		defer conn.Close()
+		wg.Go(func() {
+			pc := newPacer(*rate / float64(*workers) / float64(p.spans))
+			var resp []byte
+			for time.Now().Before(end) && ctx.Err() == nil {
+				pc.wait(ctx)
+				p.patch(prefix, seq.Add(uint64(*perReq))-uint64(*perReq), uint64(time.Now().Add(-time.Second).UnixNano()))
+				st.Lock()
+				st.sent++
+				st.Unlock()
+				for attempt := 0; ; attempt++ {
+					t0 := time.Now()
+					cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+					err := conn.Invoke(cctx, "/opentelemetry.proto.collector.trace.v1.TraceService/Export", &p.body, &resp, grpc.ForceCodec(rawCodec{}))
+					cancel()
+					ms := float64(time.Since(t0).Microseconds()) / 1000
+					if err == nil {
+						r := ptraceotlp.NewExportResponse()
+						if uerr := r.UnmarshalProto(resp); uerr != nil {
+							errs <- fmt.Errorf("loadgen otlp: decode response from %s: %w", *addr, uerr)
+							return
+						}
+						rej := uint64(r.PartialSuccess().RejectedSpans())
+						st.Lock()
+						st.ok++
+						st.lat = append(st.lat, ms)
+						st.rejected += rej
+						st.spansAcked += uint64(p.spans) - rej
+						st.tracesAcked += uint64(*perReq)
+						st.Unlock()
+						break
+					}
+					c := status.Code(err)
+					st.Lock()
+					st.lastErr = fmt.Sprintf("export %d spans to %s: %v", p.spans, *addr, err)
+					// Retry what the OTLP exporters retry.
+					if (c == codes.ResourceExhausted || c == codes.Unavailable || c == codes.DeadlineExceeded) && attempt < 5 && ctx.Err() == nil {
+						st.retried++
+						st.Unlock()
+						time.Sleep(200 * time.Millisecond)
+						continue
+					}
+					st.failed++
+					st.Unlock()
+					break
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	if err := <-errs; err != nil {
+		return err
+	}
+	secs := time.Since(start).Seconds()
+	p50, p99, mx := quantiles(st.lat)
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"namespace": *ns, "requestsSent": st.sent, "acked": st.ok,
+		"retried": st.retried, "failed": st.failed, "lastError": st.lastErr, "spansAcked": st.spansAcked,
+		"spansRejected": st.rejected, "seconds": math.Round(secs*10) / 10, "spansPerSec": math.Round(float64(st.spansAcked) / secs),
+		"p50ms": p50, "p99ms": p99, "maxms": mx, "cpuSeconds": cpuSeconds(), "expectedGraphRequests": st.tracesAcked * otlpCallsPerTrace})
+}
+
+// ---- API, websocket, chat ----
 
 // loadgenAPI calls a GET endpoint at a fixed rate and prints latency quantiles.
 func loadgenAPI(ctx context.Context, args []string) error {
@@ -163,15 +792,9 @@ func loadgenAPI(ctx context.Context, args []string) error {
 		}
 		lat = append(lat, float64(time.Since(start).Microseconds())/1000)
 	}
-	slices.Sort(lat)
-	q := func(p float64) float64 {
-		if len(lat) == 0 {
-			return 0
-		}
-		return lat[min(len(lat)-1, int(p*float64(len(lat))))]
-	}
+	p50, p99, mx := quantiles(lat)
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"requests": len(lat), "errors": errs,
-		"p50ms": q(0.5), "p99ms": q(0.99), "maxms": q(1)})
+		"p50ms": p50, "p99ms": p99, "maxms": mx})
 }
 
 // loadgenWatch holds a live websocket open and counts the messages by type.
@@ -203,4 +826,96 @@ func loadgenWatch(ctx context.Context, args []string) error {
 		counts[m.Type]++
 	}
 	return json.NewEncoder(os.Stdout).Encode(map[string]any{"messages": counts, "bytes": strconv.FormatInt(bytesIn.Load(), 10)})
+}
+
+// chatQuestions are what an operator asks during an incident.
+var chatQuestions = []string{
+	"which service is failing?",
+	"why is checkout slow?",
+	"what changed in the last 5 minutes?",
+	"show me the open incidents",
+	"which edges have the highest error rate?",
+}
+
+// loadgenChat asks the assistant questions at a fixed rate, one session per
+// run (follow-ups included), and prints counts and latency quantiles.
+func loadgenChat(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("loadgen chat", flag.ContinueOnError)
+	url := fs.String("url", "http://127.0.0.1:8080/api/v1/chat", "chat endpoint")
+	rate := fs.Float64("rate", 0.5, "questions per second")
+	dur := fs.Duration("duration", time.Minute, "how long")
+	token := fs.String("token-file", "", "file with a bearer token")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if *rate <= 0 {
+		return fmt.Errorf("loadgen chat: rate must be > 0")
+	}
+	bearer, err := readToken(*token)
+	if err != nil {
+		return err
+	}
+	client := &http.Client{Timeout: 60 * time.Second}
+	var lat []float64
+	errs, engines := 0, map[string]int{}
+	lastErr, session, sample := "", "", ""
+	pc := newPacer(*rate)
+	for i, end := 0, time.Now().Add(*dur); time.Now().Before(end) && ctx.Err() == nil; i++ {
+		pc.wait(ctx)
+		ms, ans, err := askOnce(ctx, client, *url, bearer, session, chatQuestions[i%len(chatQuestions)])
+		if err != nil {
+			errs++
+			lastErr = err.Error()
+			continue
+		}
+		session = ans.SessionID
+		engines[ans.Engine]++
+		if i%len(chatQuestions) == 0 {
+			sample = ans.Answer[:min(len(ans.Answer), 160)] // the latest "which service is failing?" answer, to see what it says under load
+		}
+		lat = append(lat, ms)
+	}
+	p50, p99, mx := quantiles(lat)
+	return json.NewEncoder(os.Stdout).Encode(map[string]any{"questions": len(lat) + errs, "answered": len(lat), "errors": errs,
+		"lastError": lastErr, "engines": engines, "p50ms": p50, "p99ms": p99, "maxms": mx, "lastFailingAnswer": sample})
+}
+
+type chatAnswer struct {
+	SessionID string `json:"sessionId"`
+	Answer    string `json:"answer"`
+	Engine    string `json:"engine"`
+}
+
+func askOnce(ctx context.Context, client *http.Client, url, bearer, session, q string) (float64, chatAnswer, error) {
+	var ans chatAnswer
+	body, _ := json.Marshal(map[string]string{"sessionId": session, "message": q})
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
+	if err != nil {
+		return 0, ans, fmt.Errorf("ask %q: %w", q, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	if bearer != "" {
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	}
+	t0 := time.Now()
+	resp, err := client.Do(req)
+	if err != nil {
+		return 0, ans, fmt.Errorf("ask %q: %w", q, err)
+	}
+	data, err := io.ReadAll(io.LimitReader(resp.Body, 8<<20))
+	resp.Body.Close()
+	ms := float64(time.Since(t0).Microseconds()) / 1000
+	if err != nil {
+		return 0, ans, fmt.Errorf("ask %q: read answer: %w", q, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return 0, ans, fmt.Errorf("ask %q: HTTP %d: %s", q, resp.StatusCode, bytes.TrimSpace(data[:min(len(data), 200)]))
+	}
+	if err := json.Unmarshal(data, &ans); err != nil {
+		return 0, ans, fmt.Errorf("ask %q: decode answer: %w", q, err)
+	}
+	if ans.Answer == "" {
+		return 0, ans, errors.New("ask " + strconv.Quote(q) + ": empty answer")
+	}
+	return ms, ans, nil
 }
