@@ -77,7 +77,7 @@ func (s *benchSeries) value(step int) float64 {
 
 func benchMetrics(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("bench-metrics", flag.ContinueOnError)
-	edges := fs.Int("edges", 100, "mesh edges (each has 2 reporters x 2 outcomes x 27 series)")
+	edges := fs.Int("edges", 100, "mesh edges (each has 2 reporters x 2 outcomes x 25 series)")
 	steps := fs.Int("steps", 40, "scrapes (pushes) per round")
 	rounds := fs.Int("rounds", 3, "rounds, each on a fresh collector")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the ingest runs to this file")
