@@ -98,6 +98,9 @@ func channelOf(o *Observation) int {
 type nodeRec struct {
 	node  Node
 	first int64 // first seen, ns
+	// id is dense in [0, len(Graph.nodes)), so snapshots index their
+	// projection by it rather than hashing the pointer.
+	id int32
 }
 
 type edgeKey struct {
@@ -143,9 +146,13 @@ type Graph struct {
 	edges     map[edgeKey]*edge
 	edgeList  []*edge
 	nodes     map[Node]*nodeRec
-	dirty     []*series // series with open buckets
-	hooks     []func(BucketClosed)
-	last      *edge // one-entry cache for runs of observations on one edge
+	nodesGen  uint64 // bumped when nodes changes, under mu
+	// oneToOne caches projectsOneToOne per view for nodesGen, as
+	// nodesGen<<2 | result<<1 | 1; snapshots fill it under the read lock.
+	oneToOne [numViews]atomic.Uint64
+	dirty    []*series // series with open buckets
+	hooks    []func(BucketClosed)
+	last     *edge // one-entry cache for runs of observations on one edge
 
 	observations, late, tooOld, overflowed atomic.Uint64
 
@@ -386,8 +393,9 @@ func (g *Graph) edgeFor(src, dst Node, proto Protocol, ns int64) *edge {
 func (g *Graph) overflowNode(ns int64) *nodeRec {
 	r := g.nodes[OverflowNode]
 	if r == nil {
-		r = &nodeRec{node: OverflowNode, first: ns}
+		r = &nodeRec{node: OverflowNode, first: ns, id: int32(len(g.nodes))}
 		g.nodes[OverflowNode] = r
+		g.nodesGen++
 	}
 	return r
 }
@@ -399,8 +407,9 @@ func (g *Graph) node(n Node, ns int64) *nodeRec {
 		if len(g.nodes) >= g.cfg.MaxNodes {
 			return nil
 		}
-		r = &nodeRec{node: n, first: ns}
+		r = &nodeRec{node: n, first: ns, id: int32(len(g.nodes))}
 		g.nodes[n] = r
+		g.nodesGen++
 	}
 	return r
 }
@@ -502,10 +511,15 @@ func (g *Graph) trimLocked(final, oldest, foldBefore int64) {
 	if len(g.nodes) > 2*len(g.edgeList)+16 {
 		live := make(map[Node]*nodeRec, len(g.nodes))
 		for _, e := range g.edgeList {
-			live[e.key.src.node] = e.key.src
-			live[e.key.dst.node] = e.key.dst
+			for _, r := range [2]*nodeRec{e.key.src, e.key.dst} {
+				if _, ok := live[r.node]; !ok {
+					r.id = int32(len(live))
+					live[r.node] = r
+				}
+			}
 		}
 		g.nodes = live
+		g.nodesGen++
 	}
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -401,5 +403,49 @@ func TestLocalOverflowOnlyTheCallerSeesShowsOnTheEdge(t *testing.T) {
 	e := edgeBetween(t, s, "productpage-v1", "reviews-v1")
 	if e.Stats.Requests != 107 || e.Stats.Errors[Err5xx] != 9 || e.Stats.Codes[503] != 9 || e.Stats.Flags["UO"] != 7 {
 		t.Errorf("edge %d requests, errors %v, codes %v, flags %v; want the caller's 107/9", e.Stats.Requests, e.Stats.Errors, e.Stats.Codes, e.Stats.Flags)
+	}
+}
+
+// A workload reported first with its labels, then also without them (a
+// tracing SDK), is one node in the workload view, including after a
+// snapshot taken while only the first identity was known.
+func TestSnapshotMergesIdentityAddedLater(t *testing.T) {
+	g := newTestGraph(t)
+	res := g.Resolution()
+	g.Ingest([]Observation{obs(t0, productpage, reviewsV1, 5, 0, 10)})
+	g.Advance(t0.Add(2 * res))
+	s, err := g.Snapshot(Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Nodes) != 2 || len(s.Edges) != 1 {
+		t.Fatalf("before: %d nodes, %d edges, want 2 and 1", len(s.Nodes), len(s.Edges))
+	}
+	bare := reviewsV1
+	bare.App, bare.Version = "", ""
+	g.Ingest([]Observation{obs(t0.Add(res), productpage, bare, 3, 0, 10)})
+	s, err = g.Snapshot(Query{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s.Nodes) != 2 || len(s.Edges) != 1 || s.Edges[0].Stats.Requests != 8 {
+		t.Fatalf("after: %d nodes, %d edges (%+v), want 2 and 1 with 8 requests", len(s.Nodes), len(s.Edges), s.Edges)
+	}
+}
+
+// radixSort on the bits above an ascending index is a full sort.
+func TestRadixSortMatchesSort(t *testing.T) {
+	r := rand.New(rand.NewPCG(3, 4))
+	for _, tc := range []struct{ n, keyBits, idxBits uint }{{1, 5, 1}, {3000, 11, 12}, {5000, 29, 13}, {20000, 40, 15}} {
+		keys := make([]uint64, tc.n)
+		for i := range keys {
+			keys[i] = r.Uint64()&(1<<tc.keyBits-1)<<tc.idxBits | uint64(i)
+		}
+		want := slices.Clone(keys)
+		slices.Sort(want)
+		radixSort(keys, tc.idxBits, tc.keyBits+tc.idxBits)
+		if !slices.Equal(keys, want) {
+			t.Errorf("n %d, %d key bits: not sorted", tc.n, tc.keyBits)
+		}
 	}
 }

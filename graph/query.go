@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"math/bits"
 	"slices"
 	"strings"
 	"time"
@@ -64,19 +65,34 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		End:        g.timeOf(to),
 		Resolution: g.cfg.Resolution,
 	}
+	// When no two raw nodes project onto one node, raw edges are snapshot
+	// edges one to one: no need to look each up (a map of every edge is a
+	// cache miss per edge), nor each projected node.
+	oneToOne := g.projectsOneToOne(q.View)
+	if !nsFilter {
+		snap.Nodes = make([]NodeSnapshot, 0, len(g.nodes))
+	}
 	// Raw nodes are projected once each; edges are then keyed by small ints.
-	proj := make(map[*nodeRec]int32, len(g.nodes))
-	nodeIdx := make(map[Node]int32)
+	proj := make([]int32, len(g.nodes)) // by nodeRec.id: snapshot node index + 1, 0 when not yet projected
+	var nodeIdx map[Node]int32
+	if !oneToOne {
+		nodeIdx = make(map[Node]int32)
+	}
 	projOf := func(r *nodeRec) int32 {
-		if i, ok := proj[r]; ok {
-			return i
+		if i := proj[r.id]; i > 0 {
+			return i - 1
 		}
 		p := q.View.Project(r.node)
-		key := nodeKey(q.View, p)
-		i, ok := nodeIdx[key]
+		var i int32
+		ok := false
+		if nodeIdx != nil {
+			key := nodeKey(q.View, p)
+			if i, ok = nodeIdx[key]; !ok {
+				nodeIdx[key] = int32(len(snap.Nodes))
+			}
+		}
 		if !ok {
 			i = int32(len(snap.Nodes))
-			nodeIdx[key] = i
 			snap.Nodes = append(snap.Nodes, NodeSnapshot{Node: p, FirstSeen: time.Unix(0, r.first)})
 		} else {
 			n := &snap.Nodes[i].Node
@@ -90,14 +106,11 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 				snap.Nodes[i].FirstSeen = fs
 			}
 		}
-		proj[r] = i
+		proj[r.id] = i + 1
 		return i
 	}
-	// When no two raw nodes project onto one node, raw edges are snapshot
-	// edges one to one: no need to look each up (a map of every edge is a
-	// cache miss per edge).
 	var edges map[projEdge]int32
-	if !g.projectsOneToOne(q.View) {
+	if !oneToOne {
 		edges = make(map[projEdge]int32, len(g.edgeList))
 	}
 	var ends []projEdge // per snapshot edge
@@ -105,8 +118,17 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		snap.Edges = make([]EdgeSnapshot, 0, len(g.edgeList))
 		ends = make([]projEdge, 0, len(g.edgeList))
 	}
-	var chs [numChannels]Stats
+	var chs [numChannels]chAcc
 	var bins binArena
+	// Evidence of each edge's primary channel, for the node totals.
+	type edgeEv struct {
+		edge int32
+		evEntry
+	}
+	var evs []edgeEv
+	if !nsFilter {
+		evs = make([]edgeEv, 0, len(g.edgeList)) // most edges see an error or two
+	}
 	for _, e := range g.edgeList {
 		if nsFilter && !slices.Contains(q.Namespaces, e.key.src.node.Namespace) && !slices.Contains(q.Namespaces, e.key.dst.node.Namespace) {
 			continue
@@ -117,8 +139,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			if s == nil {
 				continue
 			}
-			chs[i] = Stats{Latency: chs[i].Latency}
-			chs[i].Latency.Reset()
+			chs[i].reset()
 			have[i] = s.sum(lo, to, &chs[i], &g.lay)
 			anyData = anyData || have[i]
 		}
@@ -146,8 +167,8 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		var reporters uint16
 		for i := range have {
 			if have[i] {
-				signals |= chs[i].Signals
-				reporters |= chs[i].Reporters
+				signals |= chs[i].st.Signals
+				reporters |= chs[i].st.Reporters
 			}
 		}
 		k := projEdge{src: projOf(e.key.src), dst: projOf(e.key.dst), proto: e.key.proto}
@@ -161,18 +182,23 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		if !ok {
 			ends = append(ends, k)
 			snap.Edges = append(snap.Edges, EdgeSnapshot{
-				Source: snap.Nodes[k.src].Node, Target: snap.Nodes[k.dst].Node, Protocol: k.proto,
+				Protocol:  k.proto, // Source and Target: see sortSnapshot
 				FirstSeen: time.Unix(0, e.firstSeen), LastSeen: time.Unix(0, e.lastSeen),
 			})
 		}
 		es := &snap.Edges[j]
+		pri := &chs[primary]
 		if !ok {
 			// Take the channel's stats with an exact-size copy of its sketch;
 			// the channel keeps its buffer for the next edge.
-			es.Stats = chs[primary]
-			es.Stats.Latency = chs[primary].Latency.tightCloneFrom(&bins)
+			es.Stats = pri.st
+			es.Stats.Latency = pri.st.Latency.tightCloneFrom(&bins)
 		} else {
-			es.Stats.Add(&chs[primary])
+			es.Stats.Add(&pri.st)
+		}
+		pri.addEvidenceTo(&es.Stats)
+		for _, ev := range pri.ev {
+			evs = append(evs, edgeEv{j, ev})
 		}
 		es.Stats.Signals |= signals
 		es.Stats.Reporters |= reporters
@@ -180,7 +206,8 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 			if es.SourceReported == nil {
 				es.SourceReported = &Stats{}
 			}
-			es.SourceReported.Add(&chs[secondary])
+			es.SourceReported.Add(&chs[secondary].st)
+			chs[secondary].addEvidenceTo(es.SourceReported)
 		}
 		for _, p := range e.principals {
 			if !slices.Contains(es.Principals, p) && len(es.Principals) < maxPrincipals {
@@ -193,10 +220,6 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 		if ls := time.Unix(0, e.lastSeen); ls.After(es.LastSeen) {
 			es.LastSeen = ls
 		}
-	}
-	// Nodes may have gained attributes after their first edge was made.
-	for i := range snap.Edges {
-		snap.Edges[i].Source, snap.Edges[i].Target = snap.Nodes[ends[i].src].Node, snap.Nodes[ends[i].dst].Node
 	}
 	// Size each node's sketches to the union of its edges' bins first, so
 	// the merges below never grow or shift them.
@@ -226,8 +249,12 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 	}
 	for i := range snap.Edges {
 		e := &snap.Edges[i]
-		snap.Nodes[ends[i].src].Out.Add(&e.Stats)
-		snap.Nodes[ends[i].dst].In.Add(&e.Stats)
+		snap.Nodes[ends[i].src].Out.addCounters(&e.Stats)
+		snap.Nodes[ends[i].dst].In.addCounters(&e.Stats)
+	}
+	for _, ev := range evs {
+		snap.Nodes[ends[ev.edge].src].Out.addEvidence(ev.k, ev.n)
+		snap.Nodes[ends[ev.edge].dst].In.addEvidence(ev.k, ev.n)
 	}
 	for i := range snap.Nodes {
 		n := &snap.Nodes[i]
@@ -235,6 +262,44 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 	}
 	sortSnapshot(snap, ends)
 	return snap, nil
+}
+
+// evEntry is one evidence entry: kind<<evShift | code, and its count.
+type evEntry struct {
+	k uint32
+	n uint64
+}
+
+// chAcc is a channel's sum over a window while a snapshot is built: Stats
+// with the evidence kept as a short list rather than maps, as an edge has a
+// handful of entries at most and node totals then add them without
+// iterating maps.
+type chAcc struct {
+	st Stats
+	ev []evEntry
+}
+
+func (a *chAcc) reset() {
+	a.st = Stats{Latency: a.st.Latency}
+	a.st.Latency.Reset()
+	a.ev = a.ev[:0]
+}
+
+func (a *chAcc) addEvidence(k uint32, n uint64) {
+	for i := range a.ev {
+		if a.ev[i].k == k {
+			a.ev[i].n += n
+			return
+		}
+	}
+	a.ev = append(a.ev, evEntry{k, n})
+}
+
+// addEvidenceTo adds a's evidence into st's maps.
+func (a *chAcc) addEvidenceTo(st *Stats) {
+	for _, e := range a.ev {
+		st.addEvidence(e.k, e.n)
+	}
 }
 
 // nodeKey is what makes projected nodes one node in view v.
@@ -248,8 +313,22 @@ func nodeKey(v View, p Node) Node {
 }
 
 // projectsOneToOne reports whether every node the graph holds projects onto
-// its own node in view v (the usual case in the workload view).
+// its own node in view v (the usual case in the workload view). The answer
+// is kept until the nodes change: finding it hashes every node.
 func (g *Graph) projectsOneToOne(v View) bool {
+	if c := g.oneToOne[v].Load(); c&1 != 0 && c>>2 == g.nodesGen {
+		return c&2 != 0
+	}
+	ok := g.computeOneToOne(v)
+	c := g.nodesGen<<2 | 1
+	if ok {
+		c |= 2
+	}
+	g.oneToOne[v].Store(c)
+	return ok
+}
+
+func (g *Graph) computeOneToOne(v View) bool {
 	seen := make(map[Node]struct{}, len(g.nodes))
 	for n := range g.nodes {
 		k := nodeKey(v, v.Project(n))
@@ -326,7 +405,8 @@ func protoOrder(p Protocol) uint64 {
 }
 
 // sortSnapshot orders nodes by ID and edges by (source ID, target ID,
-// protocol); ends[i] are edge i's node indexes before sorting.
+// protocol), and sets the edges' Source and Target; ends[i] are edge i's
+// node indexes before sorting.
 func sortSnapshot(s *Snapshot, ends []projEdge) {
 	type keyed struct {
 		key string
@@ -350,23 +430,45 @@ func sortSnapshot(s *Snapshot, ends []projEdge) {
 	for p := range porder {
 		porder[p] = protoOrder(Protocol(p))
 	}
-	type keyedEdge struct {
-		key uint64
-		i   int32
-	}
-	keys := make([]keyedEdge, len(s.Edges))
-	for i, e := range ends {
-		po := uint64(numProtocols) + uint64(e.proto)
-		if e.proto < numProtocols {
-			po = porder[e.proto]
+	order := make([]int32, len(s.Edges))
+	poOf := func(p Protocol) uint64 {
+		if p < numProtocols {
+			return porder[p]
 		}
-		keys[i] = keyedEdge{uint64(rank[e.src])<<37 | uint64(rank[e.dst])<<10 | po, int32(i)}
+		return uint64(numProtocols) + uint64(p)
 	}
-	slices.SortFunc(keys, func(a, b keyedEdge) int { return cmp.Compare(a.key, b.key) })
-	order := make([]int32, len(keys))
-	for i, k := range keys {
-		order[i] = k.i
+	nb, eb := uint(bits.Len(uint(len(s.Nodes)))), uint(bits.Len(uint(len(s.Edges))))
+	const pb = 9 // poOf < 2^9
+	if 2*nb+pb+eb <= 64 {
+		// The edge's index in the low bits: a plain integer sort, no closure.
+		keys := make([]uint64, len(s.Edges))
+		for i, e := range ends {
+			keys[i] = ((uint64(rank[e.src])<<nb|uint64(rank[e.dst]))<<pb|poOf(e.proto))<<eb | uint64(i)
+		}
+		if len(keys) < 1024 {
+			slices.Sort(keys)
+		} else {
+			// Indexes ascend already: a stable sort on the bits above them suffices.
+			radixSort(keys, eb, 2*nb+pb+eb)
+		}
+		for i, k := range keys {
+			order[i] = int32(k & (1<<eb - 1))
+		}
+	} else {
+		type keyedEdge struct {
+			key uint64
+			i   int32
+		}
+		keys := make([]keyedEdge, len(s.Edges))
+		for i, e := range ends {
+			keys[i] = keyedEdge{uint64(rank[e.src])<<37 | uint64(rank[e.dst])<<10 | poOf(e.proto), int32(i)}
+		}
+		slices.SortFunc(keys, func(a, b keyedEdge) int { return cmp.Compare(a.key, b.key) })
+		for i, k := range keys {
+			order[i] = k.i
+		}
 	}
+	orig := slices.Clone(order)
 	// Apply the permutation in place, one cycle at a time.
 	for i := range order {
 		if order[i] < 0 {
@@ -385,6 +487,38 @@ func sortSnapshot(s *Snapshot, ends []projEdge) {
 			j = k
 		}
 	}
+	// Ends are set once edges are in place (less to move), and nodes
+	// complete: they may have gained attributes after their first edge.
+	for i := range s.Edges {
+		e := &s.Edges[i]
+		k := ends[orig[i]]
+		e.Source, e.Target = s.Nodes[rank[k.src]].Node, s.Nodes[rank[k.dst]].Node
+	}
+}
+
+// radixSort sorts keys stably by their bits [lo, hi), least significant
+// digit first: linear, where comparison sorts dominate a large snapshot's sort.
+func radixSort(keys []uint64, lo, hi uint) {
+	const digit = 11
+	src, dst := keys, make([]uint64, len(keys))
+	for sh := lo; sh < hi; sh += digit {
+		var at [1 << digit]int
+		for _, k := range src {
+			at[k>>sh&(1<<digit-1)]++
+		}
+		n := 0
+		for i, c := range at {
+			at[i] = n
+			n += c
+		}
+		for _, k := range src {
+			b := k >> sh & (1<<digit - 1)
+			dst[at[b]] = k
+			at[b]++
+		}
+		src, dst = dst, src
+	}
+	copy(keys, src) // src is keys itself after an even number of passes
 }
 
 // EdgeFilter picks the raw edges whose per-bucket history a caller wants, in a view.
@@ -446,29 +580,27 @@ func (s *Stats) hasData() bool {
 
 // addCallerOnlyFailures raises dst's request and failure counts (per class,
 // code and flag) to src's where the caller saw more. Latency stays the callee's.
-func addCallerOnlyFailures(dst, src *Stats) {
-	if src.Errors.Total() == 0 {
+func addCallerOnlyFailures(dst, src *chAcc) {
+	if src.st.Errors.Total() == 0 {
 		return
 	}
-	dst.Requests = max(dst.Requests, src.Requests)
-	for c := range dst.Errors {
-		dst.Errors[c] = max(dst.Errors[c], src.Errors[c])
+	dst.st.Requests = max(dst.st.Requests, src.st.Requests)
+	for c := range dst.st.Errors {
+		dst.st.Errors[c] = max(dst.st.Errors[c], src.st.Errors[c])
 	}
-	dst.Codes = maxCounts(dst.Codes, src.Codes)
-	dst.GRPCCodes = maxCounts(dst.GRPCCodes, src.GRPCCodes)
-	dst.Flags = maxCounts(dst.Flags, src.Flags)
-}
-
-func maxCounts[K comparable](dst, src map[K]uint64) map[K]uint64 {
-	for k, v := range src {
-		if v > dst[k] {
-			if dst == nil {
-				dst = make(map[K]uint64, len(src))
+	// Per code and flag (flag names are one per bit, so per key).
+next:
+	for _, e := range src.ev {
+		for i := range dst.ev {
+			if dst.ev[i].k == e.k {
+				dst.ev[i].n = max(dst.ev[i].n, e.n)
+				continue next
 			}
-			dst[k] = v
+		}
+		if e.n > 0 {
+			dst.ev = append(dst.ev, e)
 		}
 	}
-	return dst
 }
 
 // matches reports whether raw node n shows as projected node p in view v,

@@ -293,6 +293,32 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 
 // addTo adds the record's counters and evidence (not its sketch) into st.
 func (c *counters) addTo(st *Stats) {
+	c.addCounters(st)
+	c.forEvidence(st.addEvidence)
+}
+
+// addToAcc adds the record's counters and evidence (not its sketch) into a.
+func (c *counters) addToAcc(a *chAcc) {
+	c.addCounters(&a.st)
+	c.forEvidence(a.addEvidence)
+}
+
+// forEvidence calls fn on each evidence entry of the record.
+func (c *counters) forEvidence(fn func(k uint32, n uint64)) {
+	if c.ev == nil {
+		return
+	}
+	cnt, b := uvarint(c.ev)
+	for i := uint64(0); i < cnt; i++ {
+		var k, n uint64
+		k, b = uvarint(b)
+		n, b = uvarint(b)
+		fn(uint32(k), n)
+	}
+}
+
+// addCounters adds the record's counters (not its evidence nor sketch) into st.
+func (c *counters) addCounters(st *Stats) {
 	v := &c.v
 	st.Requests += v[vReq]
 	st.RequestBytes += v[vReqBytes]
@@ -308,15 +334,6 @@ func (c *counters) addTo(st *Stats) {
 	st.Signals |= Signal(c.flags>>1) & 3
 	if c.flags&1 != 0 {
 		st.L4Only = true
-	}
-	if c.ev != nil {
-		cnt, b := uvarint(c.ev)
-		for i := uint64(0); i < cnt; i++ {
-			var k, n uint64
-			k, b = uvarint(b)
-			n, b = uvarint(b)
-			st.addEvidence(uint32(k), n)
-		}
 	}
 }
 

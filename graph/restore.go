@@ -90,7 +90,7 @@ func (g *Graph) RawEdges(at time.Time, window time.Duration) ([]EdgeSnapshot, er
 	lo := g.liveFrom(from)
 	var out []EdgeSnapshot
 	for _, e := range g.edgeList {
-		var chs [numChannels]Stats
+		var chs [numChannels]chAcc
 		var have [numChannels]bool
 		primary, secondary := -1, -1
 		for i, s := range e.ch {
@@ -110,16 +110,18 @@ func (g *Graph) RawEdges(at time.Time, window time.Duration) ([]EdgeSnapshot, er
 			continue
 		}
 		es := EdgeSnapshot{Source: e.key.src.node, Target: e.key.dst.node, Protocol: e.key.proto,
-			Stats: chs[primary], Principals: append([]string(nil), e.principals...),
+			Stats: chs[primary].st, Principals: append([]string(nil), e.principals...),
 			FirstSeen: time.Unix(0, e.firstSeen), LastSeen: time.Unix(0, e.lastSeen)}
+		chs[primary].addEvidenceTo(&es.Stats)
 		for i := range have {
 			if have[i] {
-				es.Stats.Signals |= chs[i].Signals
-				es.Stats.Reporters |= chs[i].Reporters
+				es.Stats.Signals |= chs[i].st.Signals
+				es.Stats.Reporters |= chs[i].st.Reporters
 			}
 		}
 		if secondary >= 0 {
-			sr := chs[secondary]
+			sr := chs[secondary].st
+			chs[secondary].addEvidenceTo(&sr)
 			es.SourceReported = &sr
 		}
 		out = append(out, es)

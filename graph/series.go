@@ -46,14 +46,26 @@ type winCache struct {
 	binLo       int32
 	zero, count uint64
 	sum, lo, hi float64
+	// head[k-1] is where a window starting at slot k of group gFrom-1 (the
+	// group its start cuts) begins reading it: the first raw record of a
+	// slot >= k and the reader's state there, so the group's rollup and the
+	// records before the window are not decoded. nil when that group was
+	// missing or folded; only valid while it is not folded.
+	head []headPos
 }
 
-// addTo adds the cached sum into st.
-func (w *winCache) addTo(st *Stats) {
+type headPos struct {
+	off uint32
+	st  recState
+}
+
+// addTo adds the cached sum into a.
+func (w *winCache) addTo(a *chAcc) {
 	var c counters
 	r := recordReader{b: w.rec[:w.recLen]}
 	r.next(&c)
-	c.addTo(st)
+	c.addToAcc(a)
+	st := &a.st
 	if !w.dense16 {
 		c.mergeSketchInto(&st.Latency)
 		return
@@ -210,6 +222,22 @@ func (b *openBucket) reset() {
 
 // accumulate adds the bucket into st.
 func (b *openBucket) accumulate(st *Stats) {
+	b.accumulateCounters(st)
+	for k, v := range b.evidence {
+		st.addEvidence(k, v)
+	}
+}
+
+// accumulateAcc adds the bucket into a.
+func (b *openBucket) accumulateAcc(a *chAcc) {
+	b.accumulateCounters(&a.st)
+	for k, v := range b.evidence {
+		a.addEvidence(k, v)
+	}
+}
+
+// accumulateCounters adds all but the evidence of the bucket into st.
+func (b *openBucket) accumulateCounters(st *Stats) {
 	st.Requests += b.requests
 	for i, v := range b.errors {
 		st.Errors[i] += v
@@ -224,9 +252,6 @@ func (b *openBucket) accumulate(st *Stats) {
 	st.Signals |= b.signals
 	st.L4Only = st.L4Only || b.l4only
 	st.Latency.Merge(&b.sk)
-	for k, v := range b.evidence {
-		st.addEvidence(k, v)
-	}
 }
 
 func (st *Stats) addEvidence(k uint32, v uint64) {
@@ -484,7 +509,7 @@ func (s *series) useRollup(i int, start, from, to int64, lay *layout) bool {
 // sum adds every bucket with from <= idx < to into st and reports whether any
 // was found. The window's whole complete groups come from the series' cache,
 // so a snapshot decodes only the window's ragged ends and open buckets.
-func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
+func (s *series) sum(from, to int64, a *chAcc, lay *layout) bool {
 	found := false
 	gA := floorDiv(from+lay.n-1, lay.n) // first group starting at or after from
 	gC := floorDiv(to, lay.n)           // groups below end at or before to
@@ -498,25 +523,26 @@ func (s *series) sum(from, to int64, st *Stats, lay *layout) bool {
 		}
 	}
 	gC = min(gC, done)
+	var w *winCache
 	if gC-gA < minCachedGroups {
 		gA, gC = 0, 0
 	} else {
-		w := s.win.Load()
+		w = s.win.Load()
 		if w == nil || w.gFrom != gA || w.gTo != gC {
 			w = s.buildWin(gA, gC, lay)
 			s.win.Store(w)
 		}
 		if w.rec != nil {
-			w.addTo(st)
+			w.addTo(a)
 			found = true
 		}
 	}
-	if s.sumClosed(from, to, gA, gC, st, lay) {
+	if s.sumClosed(from, to, gA, gC, w, a, lay) {
 		found = true
 	}
 	for _, b := range s.open {
 		if b.idx >= from && b.idx < to {
-			b.accumulate(st)
+			b.accumulateAcc(a)
 			found = true
 		}
 	}
@@ -550,6 +576,7 @@ func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
 			}
 		}
 	}
+	w.head = s.headPositions(gA-1, lay)
 	if !found {
 		return w
 	}
@@ -586,9 +613,42 @@ func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
 	return w
 }
 
+// headPositions finds, in complete group gnum, where each slot's raw
+// records begin (see winCache.head); nil when the group is not held or folded.
+func (s *series) headPositions(gnum int64, lay *layout) []headPos {
+	i := gnum - s.base
+	if gnum < s.folded || i < 0 || i >= int64(len(s.groups)) || lay.n < 2 {
+		return nil
+	}
+	g := s.groupBytes(int(i))
+	head := make([]headPos, lay.n-1)
+	r := recordReader{b: g}
+	var c counters
+	k := int64(1)
+	for k < lay.n {
+		pos := headPos{off: uint32(len(g) - len(r.b)), st: r.recState}
+		b0, ok := r.next(&c)
+		if !ok {
+			for ; k < lay.n; k++ {
+				head[k-1] = pos
+			}
+			break
+		}
+		if b0&rbSlot == rbRollup {
+			continue
+		}
+		for ; k <= int64(b0&rbSlot) && k < lay.n; k++ {
+			head[k-1] = pos
+		}
+	}
+	return head
+}
+
 // sumClosed adds the closed buckets with from <= idx < to, except those of
-// groups [skipFrom, skipTo), into st and reports whether any was found.
-func (s *series) sumClosed(from, to, skipFrom, skipTo int64, st *Stats, lay *layout) bool {
+// groups [skipFrom, skipTo), into a and reports whether any was found. w,
+// when not nil, is the series' cache for those groups.
+func (s *series) sumClosed(from, to, skipFrom, skipTo int64, w *winCache, a *chAcc, lay *layout) bool {
+	st := &a.st
 	found := false
 	var c counters
 	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
@@ -602,10 +662,15 @@ func (s *series) sumClosed(from, to, skipFrom, skipTo int64, st *Stats, lay *lay
 		}
 		roll := s.useRollup(i, start, from, to, lay)
 		r := recordReader{b: s.groupBytes(i)}
+		if k := from - start; w != nil && w.head != nil && gnum == w.gFrom-1 && gnum >= s.folded && !roll && k > 0 && k < lay.n {
+			// The window's start cuts this group: skip to its first bucket.
+			h := &w.head[k-1]
+			r.b, r.recState = r.b[h.off:], h.st
+		}
 		if roll && start >= from && start+lay.n <= to && s.base+int64(i) >= s.folded {
 			// The whole group: its rollup (first) is all we need.
 			if _, ok := r.next(&c); ok {
-				c.addTo(st)
+				c.addToAcc(a)
 				found = true
 				if c.sk != nil {
 					c.mergeSketchInto(&st.Latency)
@@ -628,7 +693,7 @@ func (s *series) sumClosed(from, to, skipFrom, skipTo int64, st *Stats, lay *lay
 			if idx < from || idx >= to {
 				continue
 			}
-			c.addTo(st)
+			c.addToAcc(a)
 			found = true
 			if !roll {
 				c.mergeSketchInto(&st.Latency)

@@ -64,6 +64,14 @@ func (s *Stats) ReporterNames() []string {
 
 // Add merges o into s.
 func (s *Stats) Add(o *Stats) {
+	s.addCounters(o)
+	s.Flags = mergeCounts(s.Flags, o.Flags)
+	s.Codes = mergeCounts(s.Codes, o.Codes)
+	s.GRPCCodes = mergeCounts(s.GRPCCodes, o.GRPCCodes)
+}
+
+// addCounters merges all but the evidence maps of o into s.
+func (s *Stats) addCounters(o *Stats) {
 	s.Requests += o.Requests
 	for i := range s.Errors {
 		s.Errors[i] += o.Errors[i]
@@ -78,9 +86,6 @@ func (s *Stats) Add(o *Stats) {
 	s.Reporters |= o.Reporters
 	s.Signals |= o.Signals
 	s.L4Only = s.L4Only || o.L4Only
-	s.Flags = mergeCounts(s.Flags, o.Flags)
-	s.Codes = mergeCounts(s.Codes, o.Codes)
-	s.GRPCCodes = mergeCounts(s.GRPCCodes, o.GRPCCodes)
 }
 
 func mergeCounts[K comparable](dst, src map[K]uint64) map[K]uint64 {

@@ -225,3 +225,61 @@ func TestWindowCacheWaitsForOpenBuckets(t *testing.T) {
 		g.Advance(at.Add(3 * res)) // bucket 59 closes; its minute rolls up
 	}
 }
+
+// A window whose start cuts a minute reads that minute from the cached
+// position of its first bucket; once the minute is folded (its records
+// rewritten), the same window reusing the cache must read it afresh and
+// agree exactly with a graph that never cached it.
+func TestWindowCacheHeadAfterFold(t *testing.T) {
+	a, b := newTestGraph(t), newTestGraph(t)
+	res := a.Resolution()
+	feed := func(from, to int) {
+		for i := from; i < to; i++ {
+			at := t0.Add(time.Duration(i) * res)
+			batch := []Observation{obs(at, productpage, reviewsV1, 3+uint64(i%5), uint64(i%4/3), 5+float64(i%11)*7)}
+			a.Ingest(batch)
+			b.Ingest(batch)
+			a.Advance(at.Add(res))
+			b.Advance(at.Add(res))
+		}
+	}
+	// t0 starts a minute: the window [34, 64) starts at slot 4 of minute
+	// [30, 36), past its middle bucket, so once folded its latency is out.
+	q := Query{Window: 30 * res, At: t0.Add(64 * res)}
+	feed(0, 66)
+	if _, err := a.Snapshot(q); err != nil {
+		t.Fatal(err)
+	}
+	s := a.edgeList[0].ch[chMetricsDst]
+	if w := s.win.Load(); w == nil || w.head == nil {
+		t.Fatal("no cached head positions")
+	}
+	head := floorDiv(a.index(t0), a.lay.n) + 5
+	if s.folded > head {
+		t.Fatalf("minute folded too early")
+	}
+	feed(66, 110)
+	if s.folded <= head {
+		t.Fatalf("minute not folded: folded %d, head %d", s.folded, head)
+	}
+	sa, err := a.Snapshot(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sb, err := b.Snapshot(q)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ea := edgeBetween(t, sa, productpage.Label(ViewWorkload), reviewsV1.Label(ViewWorkload)).Stats
+	eb := edgeBetween(t, sb, productpage.Label(ViewWorkload), reviewsV1.Label(ViewWorkload)).Stats
+	if ea.Requests != eb.Requests || ea.Errors != eb.Errors || !maps.Equal(ea.Codes, eb.Codes) || !maps.Equal(ea.Flags, eb.Flags) {
+		t.Fatalf("counters %+v, want %+v", ea, eb)
+	}
+	ba, za, ca := binsOf(&ea.Latency)
+	bb, zb, cb := binsOf(&eb.Latency)
+	// Sums of folded minutes are estimated, of minutes cached before the
+	// fold exact: they agree within the sketch's accuracy only.
+	if ca != cb || za != zb || !maps.Equal(ba, bb) || math.Abs(ea.Latency.Sum()-eb.Latency.Sum()) > RelativeAccuracy*eb.Latency.Sum() {
+		t.Fatalf("latency %d values sum %v, want %d sum %v", ca, ea.Latency.Sum(), cb, eb.Latency.Sum())
+	}
+}
