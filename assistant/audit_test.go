@@ -119,3 +119,65 @@ func TestProposeWhenStoreRefuses(t *testing.T) {
 		t.Errorf("audit entries for a proposal never created: %+v", events)
 	}
 }
+
+// txStore keeps proposals and the audit log together (as storage does) and
+// counts which path the assistant wrote through; fail refuses the
+// transactional writes the way a full disk would.
+type txStore struct {
+	*assistant.MemoryStore
+	fail             bool
+	atomic, separate int
+}
+
+func (s *txStore) CreateProposal(ctx context.Context, p assistant.Proposal) error {
+	s.separate++
+	return s.MemoryStore.CreateProposal(ctx, p)
+}
+
+func (s *txStore) CreateProposalAudited(ctx context.Context, p assistant.Proposal, e assistant.AuditEvent) error {
+	s.atomic++
+	if s.fail {
+		return fmt.Errorf("create proposal %s: commit: database or disk is full (13)", p.ID)
+	}
+	return s.MemoryStore.CreateProposalAudited(ctx, p, e)
+}
+
+// TestProposalAndAuditWrittenTogether: when one store keeps both, a
+// proposal and its audit entry go in one write, and a refused write leaves
+// neither.
+func TestProposalAndAuditWrittenTogether(t *testing.T) {
+	w := world(t, "bookinfo-ratings-latency")
+	for _, tc := range []struct {
+		name        string
+		fail        bool
+		wantCreated int
+	}{
+		{"stored", false, 1},
+		{"refused", true, 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			st := &txStore{MemoryStore: assistant.NewMemoryStore(), fail: tc.fail}
+			cfg := assistant.DefaultConfig()
+			cfg.ExportDir = t.TempDir()
+			a, err := assistant.New(assistant.Options{Config: cfg, Graph: w.Graph, Detector: w.Detector, Proposals: st, Sessions: st, Audit: st})
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec, _ := do(t, a.Handler(), "POST", "/api/v1/chat", "carol", map[string]string{"message": "propose a timeout for ratings"})
+			if rec.Code != http.StatusOK {
+				t.Fatalf("chat: %d %s", rec.Code, rec.Body)
+			}
+			if st.atomic != 1 || st.separate != 0 {
+				t.Fatalf("writes: %d transactional, %d separate; want 1 and 0", st.atomic, st.separate)
+			}
+			ps, _ := st.ListProposals(context.Background(), assistant.ProposalFilter{})
+			events, _ := st.List(context.Background(), "")
+			if len(ps) != tc.wantCreated || len(events) != tc.wantCreated {
+				t.Fatalf("%d proposals and %d audit entries, want %d of each", len(ps), len(events), tc.wantCreated)
+			}
+			if tc.wantCreated == 1 && (events[0].Actor != "carol" || events[0].ProposalID != ps[0].ID) {
+				t.Errorf("audit entry %+v, want carol creating %s", events[0], ps[0].ID)
+			}
+		})
+	}
+}

@@ -168,12 +168,54 @@ func (a *Assistant) propose(ctx context.Context, params policy.Params, rationale
 		}
 		p.Diff = strings.Join(diffs, "")
 	}
-	if err := a.proposals.CreateProposal(ctx, p); err != nil {
+	ev := AuditEvent{Actor: p.RequestedBy, Action: "proposal.created", ProposalID: p.ID, SHA256: p.SHA256, Detail: p.Title + " via " + by}
+	if err := a.create(ctx, p, ev); err != nil {
 		return Proposal{}, fmt.Errorf("store proposal %s: %w", p.ID, err)
 	}
-	a.audit(ctx, AuditEvent{Actor: p.RequestedBy, Action: "proposal.created", ProposalID: p.ID, SHA256: p.SHA256, Detail: p.Title + " via " + by})
 	a.met.proposals.WithLabelValues("created").Inc()
 	return p, nil
+}
+
+// audited is the proposal store when it also keeps the audit log in one
+// transaction with proposal changes.
+func (a *Assistant) audited() (AuditedProposals, bool) {
+	s, ok := a.proposals.(AuditedProposals)
+	if !ok {
+		return nil, false
+	}
+	l, ok := a.auditLog.(AuditedProposals)
+	return s, ok && s == l
+}
+
+// create stores p with its audit entry: in one transaction when the store
+// can, else the proposal first and then the entry.
+func (a *Assistant) create(ctx context.Context, p Proposal, e AuditEvent) error {
+	if e.Time.IsZero() {
+		e.Time = a.now()
+	}
+	if s, ok := a.audited(); ok {
+		return s.CreateProposalAudited(ctx, p, e)
+	}
+	if err := a.proposals.CreateProposal(ctx, p); err != nil {
+		return err
+	}
+	a.audit(ctx, e)
+	return nil
+}
+
+// update changes p from the state from, with its audit entry, as create.
+func (a *Assistant) update(ctx context.Context, p Proposal, from string, e AuditEvent) error {
+	if e.Time.IsZero() {
+		e.Time = a.now()
+	}
+	if s, ok := a.audited(); ok {
+		return s.UpdateProposalAudited(ctx, p, from, e)
+	}
+	if err := a.proposals.UpdateProposal(ctx, p, from); err != nil {
+		return err
+	}
+	a.audit(ctx, e)
+	return nil
 }
 
 func (a *Assistant) audit(ctx context.Context, e AuditEvent) {
@@ -192,8 +234,7 @@ func (a *Assistant) expire(ctx context.Context, p Proposal) Proposal {
 	}
 	q := p
 	q.Status = StatusExpired
-	if err := a.proposals.UpdateProposal(ctx, q, StatusPending); err == nil {
-		a.audit(ctx, AuditEvent{Actor: "meshlens", Action: "proposal.expired", ProposalID: p.ID, SHA256: p.SHA256})
+	if err := a.update(ctx, q, StatusPending, AuditEvent{Actor: "meshlens", Action: "proposal.expired", ProposalID: p.ID, SHA256: p.SHA256}); err == nil {
 		return q
 	}
 	if cur, err := a.proposals.GetProposal(ctx, p.ID); err == nil {
@@ -277,10 +318,9 @@ func (a *Assistant) decide(ctx context.Context, id string, d Decision, approve b
 	if approve {
 		q.Status = StatusApproved
 	}
-	if err := a.proposals.UpdateProposal(ctx, q, StatusPending); err != nil {
+	if err := a.update(ctx, q, StatusPending, AuditEvent{Actor: who.Name, Action: "proposal." + q.Status, ProposalID: id, SHA256: q.SHA256, Detail: q.Comment}); err != nil {
 		return p, fmt.Errorf("%s proposal %s: %w", verb, id, err)
 	}
-	a.audit(ctx, AuditEvent{Actor: who.Name, Action: "proposal." + q.Status, ProposalID: id, SHA256: q.SHA256, Detail: q.Comment})
 	a.met.proposals.WithLabelValues(q.Status).Inc()
 	if !approve {
 		return q, nil
@@ -294,14 +334,13 @@ func (a *Assistant) decide(ctx context.Context, id string, d Decision, approve b
 		r.Status = StatusApplyFailed
 		r.Applied.Error = aerr.Error()
 	}
-	if err := a.proposals.UpdateProposal(ctx, r, StatusApproved); err != nil {
-		return q, fmt.Errorf("record apply of proposal %s: %w", id, errors.Join(err, aerr))
-	}
 	detail := res.Applier + " -> " + res.Target
 	if aerr != nil {
 		detail += ": " + aerr.Error()
 	}
-	a.audit(ctx, AuditEvent{Actor: who.Name, Action: "proposal." + r.Status, ProposalID: id, SHA256: r.SHA256, Detail: detail})
+	if err := a.update(ctx, r, StatusApproved, AuditEvent{Actor: who.Name, Action: "proposal." + r.Status, ProposalID: id, SHA256: r.SHA256, Detail: detail}); err != nil {
+		return q, fmt.Errorf("record apply of proposal %s: %w", id, errors.Join(err, aerr))
+	}
 	a.met.proposals.WithLabelValues(r.Status).Inc()
 	return r, nil
 }

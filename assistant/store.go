@@ -82,6 +82,15 @@ type ProposalStore interface {
 	UpdateProposal(ctx context.Context, p Proposal, from string) error // ErrNotFound, ErrConflict
 }
 
+// AuditedProposals is implemented by proposal stores that keep the audit
+// log too and write a change and its audit entry in one transaction, so
+// neither is kept without the other (a full disk between two writes would
+// otherwise leave a proposal nobody is recorded as having asked for).
+type AuditedProposals interface {
+	CreateProposalAudited(ctx context.Context, p Proposal, e AuditEvent) error
+	UpdateProposalAudited(ctx context.Context, p Proposal, from string, e AuditEvent) error
+}
+
 // Turn is one exchange of a chat session.
 type Turn struct {
 	Time     time.Time `json:"time"`
@@ -151,10 +160,36 @@ func clone(p Proposal) Proposal {
 func (m *MemoryStore) CreateProposal(_ context.Context, p Proposal) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.createLocked(p)
+}
+
+func (m *MemoryStore) createLocked(p Proposal) error {
 	if _, ok := m.proposals[p.ID]; ok {
 		return fmt.Errorf("create proposal %s: %w: exists", p.ID, ErrConflict)
 	}
 	m.proposals[p.ID] = clone(p)
+	return nil
+}
+
+// CreateProposalAudited stores p and appends e under one lock.
+func (m *MemoryStore) CreateProposalAudited(_ context.Context, p Proposal, e AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.createLocked(p); err != nil {
+		return err
+	}
+	m.audit = append(m.audit, e)
+	return nil
+}
+
+// UpdateProposalAudited changes p and appends e under one lock.
+func (m *MemoryStore) UpdateProposalAudited(_ context.Context, p Proposal, from string, e AuditEvent) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if err := m.updateLocked(p, from); err != nil {
+		return err
+	}
+	m.audit = append(m.audit, e)
 	return nil
 }
 
@@ -192,6 +227,10 @@ func (m *MemoryStore) ListProposals(_ context.Context, f ProposalFilter) ([]Prop
 func (m *MemoryStore) UpdateProposal(_ context.Context, p Proposal, from string) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	return m.updateLocked(p, from)
+}
+
+func (m *MemoryStore) updateLocked(p Proposal, from string) error {
 	cur, ok := m.proposals[p.ID]
 	if !ok {
 		return fmt.Errorf("proposal %s: %w", p.ID, ErrNotFound)

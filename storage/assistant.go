@@ -44,12 +44,33 @@ func assistantErr(err error) error {
 }
 
 func (a *AssistantStores) CreateProposal(ctx context.Context, p assistant.Proposal) error {
+	return a.createProposal(ctx, p)
+}
+
+// CreateProposalAudited stores p and its audit entry in one transaction.
+func (a *AssistantStores) CreateProposalAudited(ctx context.Context, p assistant.Proposal, e assistant.AuditEvent) error {
+	entry, err := auditEntry(e)
+	if err != nil {
+		return err
+	}
+	return a.createProposal(ctx, p, entry)
+}
+
+func (a *AssistantStores) createProposal(ctx context.Context, p assistant.Proposal, audit ...AuditEntry) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode proposal %s: %w", p.ID, err)
 	}
 	return assistantErr(a.s.CreateProposal(ctx, Record{ID: p.ID, Created: p.CreatedAt, Updated: p.CreatedAt,
-		State: p.Status, Principal: cmp.Or(p.RequestedBy, p.CreatedBy), Payload: data}))
+		State: p.Status, Principal: cmp.Or(p.RequestedBy, p.CreatedBy), Payload: data}, audit...))
+}
+
+func auditEntry(e assistant.AuditEvent) (AuditEntry, error) {
+	data, err := json.Marshal(e)
+	if err != nil {
+		return AuditEntry{}, fmt.Errorf("encode audit event %s: %w", e.Action, err)
+	}
+	return AuditEntry{At: e.Time, Principal: e.Actor, Action: e.Action, Subject: e.ProposalID, Payload: data}, nil
 }
 
 func decodeProposal(r Record) (assistant.Proposal, error) {
@@ -95,6 +116,19 @@ func (a *AssistantStores) ListProposals(ctx context.Context, f assistant.Proposa
 }
 
 func (a *AssistantStores) UpdateProposal(ctx context.Context, p assistant.Proposal, from string) error {
+	return a.updateProposal(ctx, p, from, nil)
+}
+
+// UpdateProposalAudited changes p and appends its audit entry in one transaction.
+func (a *AssistantStores) UpdateProposalAudited(ctx context.Context, p assistant.Proposal, from string, e assistant.AuditEvent) error {
+	entry, err := auditEntry(e)
+	if err != nil {
+		return err
+	}
+	return a.updateProposal(ctx, p, from, &entry)
+}
+
+func (a *AssistantStores) updateProposal(ctx context.Context, p assistant.Proposal, from string, audit *AuditEntry) error {
 	data, err := json.Marshal(p)
 	if err != nil {
 		return fmt.Errorf("encode proposal %s: %w", p.ID, err)
@@ -103,7 +137,7 @@ func (a *AssistantStores) UpdateProposal(ctx context.Context, p assistant.Propos
 	if p.DecidedAt != nil {
 		at = *p.DecidedAt
 	}
-	_, err = a.s.TransitionProposal(ctx, Transition{ID: p.ID, From: from, To: p.Status, At: at, Payload: data})
+	_, err = a.s.TransitionProposal(ctx, Transition{ID: p.ID, From: from, To: p.Status, At: at, Payload: data, Audit: audit})
 	return assistantErr(err)
 }
 
@@ -151,11 +185,11 @@ func (a *AssistantStores) Turns(ctx context.Context, id string) ([]assistant.Tur
 }
 
 func (a *AssistantStores) Append(ctx context.Context, e assistant.AuditEvent) error {
-	data, err := json.Marshal(e)
+	entry, err := auditEntry(e)
 	if err != nil {
-		return fmt.Errorf("encode audit event %s: %w", e.Action, err)
+		return err
 	}
-	_, err = a.s.AppendAudit(ctx, AuditEntry{At: e.Time, Principal: e.Actor, Action: e.Action, Subject: e.ProposalID, Payload: data})
+	_, err = a.s.AppendAudit(ctx, entry)
 	return err
 }
 

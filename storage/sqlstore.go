@@ -766,20 +766,34 @@ func checkRecord(r Record) error {
 	return nil
 }
 
-func (s *sqlStore) CreateProposal(ctx context.Context, r Record) error {
+func (s *sqlStore) CreateProposal(ctx context.Context, r Record, audit ...AuditEntry) error {
 	if err := checkRecord(r); err != nil {
 		return fmt.Errorf("create proposal: %w", err)
 	}
 	if r.Updated.IsZero() {
 		r.Updated = r.Created
 	}
-	res, err := s.exec(ctx, `INSERT INTO proposals (id, created, updated, state, principal, payload) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`,
-		r.ID, ns(r.Created), ns(r.Updated), r.State, r.Principal, payloadText(r.Payload))
+	err := s.inTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, s.d.rebind(`INSERT INTO proposals (id, created, updated, state, principal, payload) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO NOTHING`),
+			r.ID, ns(r.Created), ns(r.Updated), r.State, r.Principal, payloadText(r.Payload))
+		if err != nil {
+			return err
+		}
+		if n, _ := res.RowsAffected(); n == 0 {
+			return ErrExists
+		}
+		for _, e := range audit {
+			if e.At.IsZero() {
+				e.At = r.Created
+			}
+			if _, err := s.appendAudit(ctx, tx, e); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return fmt.Errorf("create proposal %s: %w", r.ID, err)
-	}
-	if n, _ := res.RowsAffected(); n == 0 {
-		return fmt.Errorf("create proposal %s: %w", r.ID, ErrExists)
 	}
 	return nil
 }

@@ -184,8 +184,10 @@ type AuditQuery struct {
 
 // AssistantStore keeps proposals, approvals, the audit log and chat sessions.
 type AssistantStore interface {
-	// CreateProposal stores a new proposal; ErrExists when the ID is taken.
-	CreateProposal(ctx context.Context, r Record) error
+	// CreateProposal stores a new proposal and, in the same transaction,
+	// the audit entries given: neither is kept without the other. ErrExists
+	// when the ID is taken.
+	CreateProposal(ctx context.Context, r Record, audit ...AuditEntry) error
 	// TransitionProposal applies t when the proposal is in t.From, else
 	// ErrConflict (ErrNotFound when absent), and returns the updated record.
 	TransitionProposal(ctx context.Context, t Transition) (Record, error)

@@ -31,6 +31,7 @@ func Run(t *testing.T, open Opener) {
 		{"Blobs", testBlobs},
 		{"AnomaliesAndIncidents", testEvents},
 		{"ProposalLifecycle", testProposals},
+		{"ProposalWithAudit", testProposalWithAudit},
 		{"ConcurrentApproval", testConcurrentApproval},
 		{"AuditAppendOnly", testAudit},
 		{"ChatSessions", testChat},
@@ -419,6 +420,53 @@ func testProposals(t *testing.T, s storage.Store) {
 }
 
 // testConcurrentApproval: several replicas approve at once; exactly one wins.
+// testProposalWithAudit: a proposal created with its audit entry is kept
+// only with it; when the entry cannot be written the proposal is not either.
+func testProposalWithAudit(t *testing.T, s storage.Store) {
+	ctx := ctxOf(t)
+	rec := func(id string) storage.Record {
+		return storage.Record{ID: id, Created: Origin, State: "pending", Principal: "carol",
+			Payload: json.RawMessage(`{"kind":"DestinationRule","service":"reviews"}`)}
+	}
+	entry := func(id, payload string) storage.AuditEntry {
+		return storage.AuditEntry{Principal: "carol", Action: "proposal.created", Subject: id, Payload: json.RawMessage(payload)}
+	}
+	tests := []struct {
+		name       string
+		id         string
+		audit      storage.AuditEntry
+		wantErr    bool
+		wantStored bool
+	}{
+		{"both written", "prop-a1", entry("prop-a1", `{"detail":"via assistant:builtin"}`), false, true},
+		{"audit refused, proposal rolled back", "prop-a2", entry("prop-a2", `{broken`), true, false},
+	}
+	for _, tc := range tests {
+		err := s.CreateProposal(ctx, rec(tc.id), tc.audit)
+		if (err != nil) != tc.wantErr {
+			t.Fatalf("%s: err %v, want error %v", tc.name, err, tc.wantErr)
+		}
+		_, perr := s.Proposal(ctx, tc.id)
+		if stored := perr == nil; stored != tc.wantStored {
+			t.Fatalf("%s: proposal stored %v (%v), want %v", tc.name, stored, perr, tc.wantStored)
+		}
+		es, err := s.Audit(ctx, storage.AuditQuery{Subject: tc.id})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := map[bool]int{true: 1, false: 0}[tc.wantStored]; len(es) != want {
+			t.Fatalf("%s: %d audit entries, want %d", tc.name, len(es), want)
+		}
+		if tc.wantStored && (es[0].Principal != "carol" || !es[0].At.Equal(Origin)) {
+			t.Fatalf("%s: audit entry %+v, want carol at the proposal's creation", tc.name, es[0])
+		}
+	}
+	// The ID of the refused proposal is still free.
+	if err := s.CreateProposal(ctx, rec("prop-a2"), entry("prop-a2", `{}`)); err != nil {
+		t.Fatalf("create after a refused create: %v", err)
+	}
+}
+
 func testConcurrentApproval(t *testing.T, s storage.Store) {
 	ctx := ctxOf(t)
 	if err := s.CreateProposal(ctx, storage.Record{ID: "prop-race", Created: Origin, State: "pending", Principal: "assistant"}); err != nil {
