@@ -485,6 +485,12 @@ func (g *Graph) Advance(t time.Time) {
 // trimLocked rolls up complete groups, folds raw sketches older than
 // foldBefore, drops buckets older than oldest and edges left with nothing.
 func (g *Graph) trimLocked(final, oldest, foldBefore int64) {
+	// Once per minute of window, when series drop their oldest group, logs
+	// move to fresh arena chunks (see logArena).
+	if ep := floorDiv(oldest+1, g.lay.n); ep != g.lay.arena.epoch {
+		g.lay.arena.epoch = ep
+		g.lay.arena.bump()
+	}
 	keep := g.edgeList[:0]
 	for _, e := range g.edgeList {
 		empty := true

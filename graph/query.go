@@ -120,6 +120,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 	}
 	var chs [numChannels]chAcc
 	var bins binArena
+	var wa winArena
 	// Evidence of each edge's primary channel, for the node totals.
 	type edgeEv struct {
 		edge int32
@@ -140,7 +141,7 @@ func (g *Graph) Snapshot(q Query) (*Snapshot, error) {
 				continue
 			}
 			chs[i].reset()
-			have[i] = s.sum(lo, to, &chs[i], &g.lay)
+			have[i] = s.sum(lo, to, &chs[i], &g.lay, &wa)
 			anyData = anyData || have[i]
 		}
 		if !anyData {

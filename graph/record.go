@@ -98,10 +98,12 @@ func packFlags(reporters uint16, signals Signal, l4 bool) uint64 {
 // field mask, reporters/signals/L4 and byte counts. Byte counts are coded as
 // the difference to the previous raw record's: traffic changes little from
 // one bucket to the next, and bytes are most of a record otherwise.
-// A group starts from the zero state; rollup records neither use nor change it.
+// A group starts from its series' reference state (series.ref), so groups
+// read independently, and a group's first record costs little more than
+// the others; rollup records neither use nor change it.
 type recState struct {
 	mask     uint16
-	flags    uint64
+	flags    uint32 // of packFlags
 	reqBytes uint64
 	respByte uint64
 }
@@ -154,7 +156,7 @@ func appendRecord(l []byte, b *openBucket, slot int64, first bool, st *recState)
 	if first || mask != st.mask {
 		b0 |= rbMask
 	}
-	if first || flags != st.flags {
+	if first || flags != uint64(st.flags) {
 		b0 |= rbFlags
 	}
 	if b.sk.Count() > 0 {
@@ -194,7 +196,7 @@ func appendRecord(l []byte, b *openBucket, slot int64, first bool, st *recState)
 			l = append(binary.AppendUvarint(l[:pos], uint64(n)), sk...)
 		}
 	}
-	st.mask, st.flags = mask, flags
+	st.mask, st.flags = mask, uint32(flags)
 	return l
 }
 
@@ -239,14 +241,21 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 	b0 = r.b[0]
 	b := r.b[1:]
 	c.ev, c.sk = nil, nil
+	// Rollup records neither use nor change the state: without an explicit
+	// mask (folded) they hold no counters.
+	rollup := b0&rbSlot == rbRollup
+	mask, flags := r.mask, uint64(r.flags)
+	if rollup {
+		mask, flags = 0, 0
+	}
 	if b0&rbMask != 0 {
 		var m uint64
 		m, b = uvarint(b)
-		r.mask = uint16(m)
+		mask = uint16(m)
 	}
 	c.v = [numFields]uint64{}
 	p := 0
-	for m := r.mask &^ fEvidence; m != 0; m &= m - 1 {
+	for m := mask &^ fEvidence; m != 0; m &= m - 1 {
 		v := uint64(b[p])
 		if v < 0x80 {
 			p++
@@ -256,7 +265,7 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 		c.v[bits.TrailingZeros16(m)] = v
 	}
 	b = b[p:]
-	if b0&rbSlot != rbRollup {
+	if !rollup {
 		c.v[vReqBytes] = unresidual(c.v[vReqBytes], r.reqBytes)
 		c.v[vRespBytes] = unresidual(c.v[vRespBytes], r.respByte)
 		r.reqBytes, r.respByte = c.v[vReqBytes], c.v[vRespBytes]
@@ -265,10 +274,13 @@ func (r *recordReader) next(c *counters) (b0 byte, ok bool) {
 		c.v[vMTLS] = c.v[vReq]
 	}
 	if b0&rbFlags != 0 {
-		r.flags, b = uvarint(b)
+		flags, b = uvarint(b)
 	}
-	c.flags = r.flags
-	if r.mask&fEvidence != 0 {
+	c.flags = flags
+	if !rollup {
+		r.mask, r.flags = mask, uint32(flags)
+	}
+	if mask&fEvidence != 0 {
 		start := b
 		var cnt uint64
 		cnt, b = uvarint(b)
@@ -512,8 +524,8 @@ func (s *Sketch) mergeCompactSum(b []byte, hasSum bool) {
 // as the compact encoding (so compactSumAt and folding apply), then:
 //
 //	[zigzag first key; byte kGap<<4 | kCnt; bit stream, LSB first: per bin
-//	the gap to the previous bin (not for the first) and count-1, each as an
-//	Exp-Golomb code of order kGap / kCnt, chosen per sketch as the shortest]
+//	the gap to the previous bin (not for the first) and count-1, each in
+//	code kGap / kCnt (see codeLen), chosen per sketch as the shortest]
 func (s *Sketch) appendPacked(b []byte) []byte {
 	nb := 0
 	for _, c := range s.counts {
@@ -533,7 +545,7 @@ func (s *Sketch) appendPacked(b []byte) []byte {
 	if nb == 0 {
 		return b
 	}
-	// Cost of every order, for gaps and counts, in one pass.
+	// Cost of every code, for gaps and counts, in one pass.
 	var gapBits, cntBits [16]int
 	first := true
 	prev := int32(0)
@@ -544,9 +556,9 @@ func (s *Sketch) appendPacked(b []byte) []byte {
 		k := s.offset + int32(i)
 		for o := range uint(16) {
 			if !first {
-				gapBits[o] += expGolombLen(uint64(k-prev-1), o)
+				gapBits[o] += codeLen(uint64(k-prev-1), o)
 			}
-			cntBits[o] += expGolombLen(c-1, o)
+			cntBits[o] += codeLen(c-1, o)
 		}
 		first = false
 		prev = k
@@ -571,13 +583,59 @@ func (s *Sketch) appendPacked(b []byte) []byte {
 			w.b = binary.AppendVarint(w.b, int64(k))
 			w.b = append(w.b, byte(kg<<4|kc))
 		} else {
-			w.expGolomb(uint64(k-prev-1), kg)
+			w.code(uint64(k-prev-1), kg)
 		}
-		w.expGolomb(c-1, kc)
+		w.code(c-1, kc)
 		first = false
 		prev = k
 	}
 	return w.flush()
+}
+
+// Codes of the packed encoding, by number: 0-11 are Exp-Golomb codes of
+// that order, 12-15 Rice codes of order 0-3 (x>>k zeros, a one, x's k low
+// bits), shorter for the small, geometric-like gaps and counts of a
+// minute's bins. Rice codes longer than maxRiceQ zeros are never chosen.
+const (
+	riceCode0 = 12
+	maxRiceQ  = 64
+)
+
+// codeLen is the length in bits of x's code number c.
+func codeLen(x uint64, c uint) int {
+	if c < riceCode0 {
+		return expGolombLen(x, c)
+	}
+	k := c - riceCode0
+	if x>>k > maxRiceQ {
+		return 1 << 20 // longer than any Exp-Golomb code: never chosen
+	}
+	return int(x>>k) + 1 + int(k)
+}
+
+func (w *bitWriter) code(x uint64, c uint) {
+	if c < riceCode0 {
+		w.expGolomb(x, c)
+		return
+	}
+	k := c - riceCode0
+	w.write(0, uint(x>>k))
+	w.write(1, 1)
+	w.write(x, k)
+}
+
+func (r *bitReader) code(c uint) uint64 {
+	if c < riceCode0 {
+		return r.expGolomb(c)
+	}
+	k := c - riceCode0
+	q := uint64(0)
+	for r.read(1) == 0 {
+		if q++; q > maxRiceQ {
+			panic("graph: corrupt packed sketch")
+		}
+	}
+	return q<<k | r.read(k)
 }
 
 // expGolombLen is the length in bits of x's Exp-Golomb code of order k.
@@ -698,9 +756,9 @@ func (s *Sketch) mergePackedSum(b []byte, hasSum bool) {
 		k := first
 		for i := uint64(0); i < nb; i++ {
 			if i > 0 {
-				k += int32(r.expGolomb(kg)) + 1
+				k += int32(r.code(kg)) + 1
 			}
-			c := r.expGolomb(kc) + 1
+			c := r.code(kc) + 1
 			j := uint(k - s.offset)
 			if j >= uint(len(s.counts)) {
 				s.addKey(k+32, 0)

@@ -1,6 +1,7 @@
 package graph
 
 import (
+	"encoding/binary"
 	"math"
 	"testing"
 	"time"
@@ -61,6 +62,37 @@ func TestByteCountsSurviveDeltaCoding(t *testing.T) {
 			if st := s.Edges[0].Stats; st.RequestBytes != wantReq || st.ResponseBytes != wantResp {
 				t.Errorf("window bytes %d/%d, want %d/%d", st.RequestBytes, st.ResponseBytes, wantReq, wantResp)
 			}
+		})
+	}
+}
+
+func TestPackedSketchPicksShortestCode(t *testing.T) {
+	tests := []struct {
+		name      string
+		add       func(s *Sketch)
+		riceCount bool // counts in a Rice code, else Exp-Golomb
+	}{
+		// Consecutive bins with counts 1-3: unary-like codes are shortest.
+		{"dense small counts", func(s *Sketch) {
+			for k := int32(100); k < 160; k++ {
+				s.Add(sketchValue(k), uint64(1+k%3))
+			}
+		}, true},
+		{"large counts", func(s *Sketch) { s.Add(3, 1_000_000); s.Add(3.5, 800_000); s.Add(5, 3_000_000) }, false},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var s Sketch
+			tc.add(&s)
+			enc := s.appendPacked(nil)
+			// Header varint, float32 sum, zigzag first key, then the codes byte.
+			_, rest := uvarint(enc)
+			_, n := binary.Varint(rest[4:])
+			kc := uint(rest[4+n] & 15)
+			if got := kc >= riceCode0; got != tc.riceCount {
+				t.Errorf("count code %d, want Rice %v", kc, tc.riceCount)
+			}
+			checkEncodedSketch(t, &s, enc, true)
 		})
 	}
 }

@@ -89,6 +89,7 @@ func (g *Graph) RawEdges(at time.Time, window time.Duration) ([]EdgeSnapshot, er
 	}
 	lo := g.liveFrom(from)
 	var out []EdgeSnapshot
+	var wa winArena
 	for _, e := range g.edgeList {
 		var chs [numChannels]chAcc
 		var have [numChannels]bool
@@ -97,7 +98,7 @@ func (g *Graph) RawEdges(at time.Time, window time.Duration) ([]EdgeSnapshot, er
 			if s == nil {
 				continue
 			}
-			if have[i] = s.sum(lo, to, &chs[i], &g.lay); !have[i] {
+			if have[i] = s.sum(lo, to, &chs[i], &g.lay, &wa); !have[i] {
 				continue
 			}
 			if primary < 0 {

@@ -233,14 +233,14 @@ func TestRollupEqualsMergeOfRawRecords(t *testing.T) {
 		}
 	}
 	s := e.ch[chMetricsDst]
-	if len(s.groups) < 10 {
-		t.Fatalf("%d groups", len(s.groups))
+	if s.groups.len() < 10 {
+		t.Fatalf("%d groups", s.groups.len())
 	}
 	var c counters
-	for i := 0; i < len(s.groups)-1; i++ {
+	for i := 0; i < s.groups.len()-1; i++ {
 		var roll, raw Sketch
 		var rollReq, rawReq uint64
-		r := recordReader{b: s.groupBytes(i)}
+		r := s.reader(i)
 		for k := 0; ; k++ {
 			b0, ok := r.next(&c)
 			if !ok {

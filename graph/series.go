@@ -2,6 +2,7 @@ package graph
 
 import (
 	"encoding/binary"
+	"math"
 	"sort"
 	"sync/atomic"
 )
@@ -12,21 +13,29 @@ import (
 // increasing order: a bucket is encoded once it is final, and data for a
 // final bucket is folded into an open one, so records never go back in time.
 type series struct {
-	open []*openBucket
-	log  []byte
-	// groups[i] is the offset in log of group number base+i, which ends where
-	// the next begins; a minute without data costs 4 bytes, an index entry
-	// per minute with data no more.
-	groups     []uint32
-	base       int64 // group number of groups[0]
-	folded     int64 // groups numbered below this hold no raw sketches any more
-	nrecs      int32 // raw records held
-	lastRolled bool  // the last group has its rollup (all groups before it do)
-	enc        recState
+	// Fields a snapshot reads come first, in one cache line.
+
 	// win caches the sum of the whole, complete groups of the last window
 	// read (see sum); snapshots under the read lock race to fill it, hence an
 	// atomic pointer to an entry that is immutable once published.
-	win atomic.Pointer[winCache]
+	win  atomic.Pointer[winCache]
+	open []*openBucket
+	// groups.at(i) is the offset in log of group number base+i, which ends
+	// where the next begins; a minute without data costs an index entry, a
+	// minute with data no more.
+	groups     groupIndex
+	base       int64 // group number of groups[0]
+	folded     int64 // groups numbered below this hold no raw sketches any more
+	lastRolled bool  // the last group has its rollup (all groups before it do)
+	gen        uint8 // logArena generation log was carved in
+	refSet     bool
+	nrecs      int32 // raw records held
+	log        []byte
+	enc        recState
+	// ref is the state every group's raw records start from (see recState),
+	// set from the series' first record and never changed, so that every
+	// group, whenever written, reads with it.
+	ref recState
 }
 
 // winCache is the sum of groups [gFrom, gTo) of a series, all complete when
@@ -35,13 +44,16 @@ type series struct {
 // window's whole minutes move on.
 type winCache struct {
 	gFrom, gTo int64
-	// rec is the groups' counters and evidence as one rollup-format record,
-	// nil when they hold no data, followed by their latency bins from binLo
-	// as little-endian uint16s: compact, as reading a window is bound by
-	// memory traffic, and added without decoding. Bins that overflow 16 bits
-	// stay a compact sketch in the record (dense16 false).
+	// rec[:recLen] is the groups' counters and evidence as one rollup-format
+	// record, empty when they hold no data, and rec[recLen:binsEnd] their
+	// latency bins from binLo as little-endian uint16s: compact, as reading
+	// a window is bound by memory traffic, and added without decoding. Bins
+	// that overflow 16 bits stay a compact sketch in the record (dense16
+	// false). rec[binsEnd:] is a copy of group gFrom-1 when head is set, so
+	// that the window's ragged start is read from here too, not the log.
 	rec         []byte
 	recLen      int
+	binsEnd     int
 	dense16     bool
 	binLo       int32
 	zero, count uint64
@@ -75,7 +87,7 @@ func (w *winCache) addTo(a *chAcc) {
 	}
 	sk := &st.Latency
 	sk.mergeHeader(w.count, w.zero, w.sum, w.lo, w.hi)
-	bins := w.rec[w.recLen:]
+	bins := w.rec[w.recLen:w.binsEnd]
 	n := int32(len(bins) / 2)
 	if n == 0 {
 		return
@@ -88,6 +100,51 @@ func (w *winCache) addTo(a *chAcc) {
 	}
 }
 
+// winArena allocates the window caches that one snapshot builds from a few
+// large chunks, in the order it visits series: later snapshots read them in
+// that order, as streams, rather than with a cache miss per allocation.
+// Chunks are freed once every cache in them has been replaced.
+type winArena struct {
+	ents    []winCache
+	bytes   []byte
+	heads   []headPos
+	scratch []byte
+}
+
+func (a *winArena) entry() *winCache {
+	if len(a.ents) == 0 {
+		a.ents = make([]winCache, 64)
+	}
+	w := &a.ents[0]
+	a.ents = a.ents[1:]
+	return w
+}
+
+// take returns n bytes, capped at n.
+func (a *winArena) take(n int) []byte {
+	if n > len(a.bytes) {
+		if n > 4<<10 {
+			return make([]byte, n)
+		}
+		a.bytes = make([]byte, 64<<10)
+	}
+	b := a.bytes[:n:n]
+	a.bytes = a.bytes[n:]
+	return b
+}
+
+func (a *winArena) headPositions(n int) []headPos {
+	if n > len(a.heads) {
+		if n > 64 {
+			return make([]headPos, n)
+		}
+		a.heads = make([]headPos, 1024)
+	}
+	h := a.heads[:n:n]
+	a.heads = a.heads[n:]
+	return h
+}
+
 // minCachedGroups is the fewest whole groups worth caching: with one, the
 // cache would merely copy the rollup record.
 const minCachedGroups = 2
@@ -96,9 +153,75 @@ const minCachedGroups = 2
 type layout struct {
 	n       int64 // buckets per group
 	keepRaw int64 // buckets for which raw (per-bucket) sketches are kept
-	// Rollup building, under the graph's write lock only.
-	acc openBucket
-	buf []byte
+	// Rollup building and log storage, under the graph's write lock only.
+	acc   openBucket
+	buf   []byte
+	arena logArena
+}
+
+// logArena carves series logs out of large shared chunks, sized to what
+// each log holds plus about a minute of growth. Logs are most of the
+// graph's memory, and one allocation per log would round each up to its
+// size class (up to a fifth more) and keep the largest size it ever had.
+// Each time the window drops a minute every series rewrites its log anyway
+// (see maintain); the first rewrite of a generation moves the log to the
+// new generation's chunks, so the old chunks, with the room that logs
+// outgrew, are freed whole.
+type logArena struct {
+	free  []byte // rest of the current chunk
+	gen   uint8  // current generation; series.gen says where a log lives
+	chunk int    // size of the next chunk
+	epoch int64  // group number of the window's start when gen was bumped
+}
+
+const (
+	minLogChunk = 16 << 10
+	maxLogChunk = 1 << 20
+)
+
+// carve returns an empty slice of capacity n, exactly.
+func (a *logArena) carve(n int) []byte {
+	if n > len(a.free) {
+		if n > maxLogChunk/4 {
+			return make([]byte, 0, n)
+		}
+		a.chunk = min(max(a.chunk*2, minLogChunk), maxLogChunk)
+		a.free = make([]byte, max(a.chunk, n))
+	}
+	b := a.free[:0:n]
+	a.free = a.free[n:]
+	return b
+}
+
+// reserve returns room for at least n bytes (all of the chunk's rest when
+// it fits) without handing it out: commit says how much was used.
+func (a *logArena) reserve(n int) []byte {
+	if n > len(a.free) {
+		if n > maxLogChunk/4 {
+			return make([]byte, n)
+		}
+		a.chunk = min(max(a.chunk*2, minLogChunk), maxLogChunk)
+		a.free = make([]byte, max(a.chunk, n))
+	}
+	return a.free
+}
+
+// commit hands out the first n bytes (at most all) of what reserve
+// returned, as a slice of length used.
+func (a *logArena) commit(b []byte, used, n int) []byte {
+	n = min(n, len(b))
+	if len(a.free) > 0 && len(b) > 0 && &b[0] == &a.free[0] {
+		a.free = a.free[n:]
+	}
+	return b[:used:n]
+}
+
+// bump starts a new generation; chunks are handed out smallest first again
+// so that small graphs stay small.
+func (a *logArena) bump() {
+	a.gen++
+	a.free = nil
+	a.chunk = 0
 }
 
 func floorDiv(a, b int64) int64 {
@@ -282,45 +405,71 @@ func (st *Stats) addEvidence(k uint32, v uint64) {
 func (s *series) encode(b *openBucket, lay *layout) {
 	gnum := floorDiv(b.idx, lay.n)
 	first := false
-	if len(s.groups) == 0 || s.base+int64(len(s.groups))-1 != gnum {
-		if len(s.groups) == 0 {
+	if s.groups.len() == 0 || s.base+int64(s.groups.len())-1 != gnum {
+		if s.groups.len() == 0 {
 			s.base = gnum
 			s.folded = gnum
 		} else if !s.lastRolled {
 			s.roll(lay)
 		}
-		for s.base+int64(len(s.groups)) <= gnum {
-			s.groups = append(s.groups, uint32(len(s.log)))
+		for s.base+int64(s.groups.len()) <= gnum {
+			s.groups.push(len(s.log))
 		}
 		s.lastRolled = false
 		first = true
 	}
+	if first {
+		if !s.refSet {
+			// The first record as its own prediction, error fields aside:
+			// most records look like it.
+			st := recState{reqBytes: b.reqBytes, respByte: b.respBytes}
+			lay.buf = appendRecord(lay.buf[:0], b, 0, false, &st)
+			st.mask &= 1<<vErr0 - 1
+			s.ref, s.refSet = st, true
+		}
+		s.enc = s.ref
+	}
 	// Encoded aside first so the log grows by exactly what it needs.
-	lay.buf = appendRecord(lay.buf[:0], b, b.idx-gnum*lay.n, first, &s.enc)
-	s.growLog(len(lay.buf))
+	lay.buf = appendRecord(lay.buf[:0], b, b.idx-gnum*lay.n, false, &s.enc)
+	s.growLog(len(lay.buf), lay)
 	s.log = append(s.log, lay.buf...)
 	s.nrecs++
 }
 
-// growLog makes room for n more bytes, growing by 1/32 rather than append's
-// quarter or more: logs are most of the graph's memory, slack included.
-func (s *series) growLog(n int) {
+// growLog makes room for n more bytes, moving the log to a region of the
+// arena with the usual headroom.
+func (s *series) growLog(n int, lay *layout) {
 	if cap(s.log)-len(s.log) >= n {
 		return
 	}
-	// Appending to nil rounds the capacity up to the allocation's size
-	// class, so that rounding is usable room rather than hidden waste.
-	l := append([]byte(nil), make([]byte, len(s.log)+max(n, len(s.log)/32+16))...)
-	s.log = l[:copy(l, s.log)]
+	l := lay.arena.carve(len(s.log) + n + s.headroom())
+	s.log = append(l, s.log...)
+	s.gen = lay.arena.gen
+}
+
+// headroom is the room a log gets beyond what it holds: about what it
+// grows by in a minute, net of the raw sketches a minute's fold strips,
+// guessed as half its larger last two groups.
+func (s *series) headroom() int {
+	h := 0
+	for i := max(s.groups.len()-2, 0); i < s.groups.len(); i++ {
+		h = max(h, len(s.groupBytes(i)))
+	}
+	return h/2 + 16
+}
+
+// reader reads group i.
+func (s *series) reader(i int) recordReader {
+	return recordReader{b: s.groupBytes(i), recState: s.ref}
 }
 
 // groupBytes is the log of group i.
 func (s *series) groupBytes(i int) []byte {
 	end := len(s.log)
-	if i+1 < len(s.groups) {
-		end = int(s.groups[i+1])
+	if i+1 < s.groups.len() {
+		end = s.groups.at(i + 1)
 	}
-	return s.log[s.groups[i]:end]
+	return s.log[s.groups.at(i):end]
 }
 
 // roll puts the last group's rollup in front of its raw records: the sums
@@ -330,7 +479,7 @@ func (s *series) roll(lay *layout) {
 	s.lastRolled = true
 	acc := &lay.acc
 	acc.reset()
-	r := recordReader{b: s.groupBytes(len(s.groups) - 1)}
+	r := s.reader(s.groups.len() - 1)
 	var c counters
 	for {
 		_, ok := r.next(&c)
@@ -341,9 +490,9 @@ func (s *series) roll(lay *layout) {
 	}
 	var st recState
 	lay.buf = appendRecord(lay.buf[:0], acc, rbRollup, true, &st)
-	start := int(s.groups[len(s.groups)-1])
+	start := s.groups.at(s.groups.len() - 1)
 	n := len(lay.buf)
-	s.growLog(n)
+	s.growLog(n, lay)
 	s.log = s.log[:len(s.log)+n]
 	copy(s.log[start+n:], s.log[start:len(s.log)-n])
 	copy(s.log[start:], lay.buf)
@@ -385,37 +534,35 @@ func (s *series) closeBefore(final int64, lay *layout) {
 // spreads a folded group's distribution over its buckets by their share of
 // the group's requests.
 func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
-	if len(s.groups) == 0 {
+	if s.groups.len() == 0 {
 		return
 	}
 	n := lay.n
-	lastNum := s.base + int64(len(s.groups)) - 1
+	lastNum := s.base + int64(s.groups.len()) - 1
 	if !s.lastRolled && (lastNum+1)*n <= final {
 		s.roll(lay)
 	}
 	drop := 0
-	for drop < len(s.groups) && (s.base+int64(drop)+1)*n-1 <= oldest {
+	for drop < s.groups.len() && (s.base+int64(drop)+1)*n-1 <= oldest {
 		drop++
 	}
 	foldTo := s.folded
 	for foldTo <= lastNum && (foldTo+1)*n <= foldBefore && (foldTo < lastNum || s.lastRolled) {
 		foldTo++
 	}
-	if drop == 0 && foldTo == s.folded {
+	move := s.gen != lay.arena.gen
+	if drop == 0 && foldTo == s.folded && !move {
 		return
 	}
-	if drop == len(s.groups) {
-		s.groups = s.groups[:0]
-		s.log = s.log[:0]
+	if drop == s.groups.len() {
+		s.groups.truncate(0)
+		s.log = nil // its region may be the last thing holding a chunk
 		s.nrecs = 0
-		if cap(s.log) > 4096 {
-			s.log, s.groups = nil, nil
-		}
 		return
 	}
 	var c counters
 	for i := 0; i < drop; i++ {
-		r := recordReader{b: s.groupBytes(i)}
+		r := s.reader(i)
 		for {
 			b0, ok := r.next(&c)
 			if !ok {
@@ -426,20 +573,26 @@ func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 			}
 		}
 	}
-	// Rewrite in place: groups only shrink or go, so writes never pass reads.
+	// Rewrite in place, or into the current generation's chunks: groups
+	// only shrink or go, so writes never pass reads, and what is kept fits
+	// in the log's bytes from the first kept group on.
+	dst := s.log
+	if move {
+		dst = lay.arena.reserve(len(s.log) - s.groups.at(drop) + s.headroom())
+	}
 	w := 0
 	out := 0
-	for i := drop; i < len(s.groups); i++ {
+	for i := drop; i < s.groups.len(); i++ {
 		src := s.groupBytes(i)
-		start := int(s.groups[i])
+		start := s.groups.at(i)
 		gnum := s.base + int64(i)
-		s.groups[out] = uint32(w)
+		s.groups.set(out, w)
 		out++
 		if gnum < s.folded || gnum >= foldTo {
-			w += copy(s.log[w:], src)
+			w += copy(dst[w:], src)
 			continue
 		}
-		r := recordReader{b: src}
+		r := recordReader{b: src, recState: s.ref}
 		for {
 			recStart := start + len(src) - len(r.b)
 			b0, ok := r.next(&c)
@@ -455,30 +608,35 @@ func (s *series) maintain(final, oldest, foldBefore int64, lay *layout) {
 					continue
 				}
 				// Nor the float32 sum, estimated from the bins once folded.
-				s.log[w] = rbRollup | rbSketch
+				dst[w] = rbRollup | rbSketch
 				w++
 				sk := recEnd - len(c.sk) // c.sk's offset in the log
 				at := compactSumAt(c.sk)
-				w += copy(s.log[w:], binary.AppendUvarint(lay.buf[:0], uint64(len(c.sk)-4)))
-				w += copy(s.log[w:], s.log[sk:sk+at])
-				w += copy(s.log[w:], s.log[sk+at+4:recEnd])
+				w += copy(dst[w:], binary.AppendUvarint(lay.buf[:0], uint64(len(c.sk)-4)))
+				w += copy(dst[w:], s.log[sk:sk+at])
+				w += copy(dst[w:], s.log[sk+at+4:recEnd])
 				continue
 			}
 			if c.sk == nil {
-				w += copy(s.log[w:], s.log[recStart:recEnd])
+				w += copy(dst[w:], s.log[recStart:recEnd])
 				continue
 			}
-			w += copy(s.log[w:], s.log[recStart:recEnd-c.skFull])
-			s.log[w-(recEnd-c.skFull-recStart)] &^= rbSketch
+			w += copy(dst[w:], s.log[recStart:recEnd-c.skFull])
+			dst[w-(recEnd-c.skFull-recStart)] &^= rbSketch
 		}
 	}
-	s.groups = s.groups[:out]
-	s.log = s.log[:w]
+	s.groups.truncate(out)
+	if move {
+		s.log = lay.arena.commit(dst, w, w+s.headroom())
+		s.gen = lay.arena.gen
+	} else {
+		s.log = dst[:w]
+	}
 	s.folded = foldTo
 	s.base += int64(drop)
 }
 
-func (s *series) empty() bool { return len(s.open) == 0 && len(s.groups) == 0 }
+func (s *series) empty() bool { return len(s.open) == 0 && s.groups.len() == 0 }
 
 // firstGroup is the index of the first group that may hold buckets >= from.
 func (s *series) firstGroup(from int64, n int64) int {
@@ -486,13 +644,13 @@ func (s *series) firstGroup(from int64, n int64) int {
 	if i < 0 {
 		return 0
 	}
-	return int(min(i, int64(len(s.groups))))
+	return int(min(i, int64(s.groups.len())))
 }
 
 // useRollup says whether a window [from, to) takes group i's latency from
 // its rollup rather than from the raw records.
 func (s *series) useRollup(i int, start, from, to int64, lay *layout) bool {
-	if i == len(s.groups)-1 && !s.lastRolled {
+	if i == s.groups.len()-1 && !s.lastRolled {
 		return false
 	}
 	end := start + lay.n
@@ -509,15 +667,15 @@ func (s *series) useRollup(i int, start, from, to int64, lay *layout) bool {
 // sum adds every bucket with from <= idx < to into st and reports whether any
 // was found. The window's whole complete groups come from the series' cache,
 // so a snapshot decodes only the window's ragged ends and open buckets.
-func (s *series) sum(from, to int64, a *chAcc, lay *layout) bool {
+func (s *series) sum(from, to int64, a *chAcc, lay *layout, wa *winArena) bool {
 	found := false
 	gA := floorDiv(from+lay.n-1, lay.n) // first group starting at or after from
 	gC := floorDiv(to, lay.n)           // groups below end at or before to
 	// Only groups below done are complete: later ones (and, without closed
 	// groups, any) may still gain buckets as open ones close.
 	done := gA
-	if len(s.groups) > 0 {
-		done = s.base + int64(len(s.groups))
+	if s.groups.len() > 0 {
+		done = s.base + int64(s.groups.len())
 		if !s.lastRolled {
 			done--
 		}
@@ -529,10 +687,10 @@ func (s *series) sum(from, to int64, a *chAcc, lay *layout) bool {
 	} else {
 		w = s.win.Load()
 		if w == nil || w.gFrom != gA || w.gTo != gC {
-			w = s.buildWin(gA, gC, lay)
+			w = s.buildWin(gA, gC, lay, wa)
 			s.win.Store(w)
 		}
-		if w.rec != nil {
+		if w.recLen > 0 {
 			w.addTo(a)
 			found = true
 		}
@@ -550,18 +708,20 @@ func (s *series) sum(from, to int64, a *chAcc, lay *layout) bool {
 }
 
 // buildWin sums the complete groups [gA, gC) into a cache entry. It runs
-// under the graph's read lock, so it uses no shared scratch space.
-func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
-	w := &winCache{gFrom: gA, gTo: gC}
+// under the graph's read lock, so it uses no shared scratch space but wa,
+// the snapshot's own.
+func (s *series) buildWin(gA, gC int64, lay *layout, wa *winArena) *winCache {
+	w := wa.entry()
+	*w = winCache{gFrom: gA, gTo: gC}
 	var acc openBucket
 	var c counters
 	found := false
-	for i := s.firstGroup(gA*lay.n, lay.n); i < len(s.groups); i++ {
+	for i := s.firstGroup(gA*lay.n, lay.n); i < s.groups.len(); i++ {
 		gnum := s.base + int64(i)
 		if gnum >= gC {
 			break
 		}
-		r := recordReader{b: s.groupBytes(i)}
+		r := s.reader(i)
 		for {
 			b0, ok := r.next(&c)
 			if !ok {
@@ -576,10 +736,24 @@ func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
 			}
 		}
 	}
-	w.head = s.headPositions(gA-1, lay)
-	if !found {
-		return w
+	var headLog []byte
+	w.head, headLog = s.headPositions(gA-1, lay, wa)
+	var bins []byte
+	wa.scratch = wa.scratch[:0]
+	if found {
+		bins = w.encodeSum(&acc, wa)
 	}
+	// One exact-size piece: record, bins, head group.
+	w.rec = wa.take(len(wa.scratch) + len(bins) + len(headLog))
+	w.recLen = copy(w.rec, wa.scratch)
+	w.binsEnd = w.recLen + copy(w.rec[w.recLen:], bins)
+	copy(w.rec[w.binsEnd:], headLog)
+	return w
+}
+
+// encodeSum sets w's dense bins from acc (returned) and its record (in
+// wa.scratch), when the bins fit 16 bits.
+func (w *winCache) encodeSum(acc *openBucket, wa *winArena) []byte {
 	sk := &acc.sk
 	lo, hi := 0, len(sk.counts)
 	for lo < hi && sk.counts[lo] == 0 {
@@ -605,24 +779,21 @@ func (s *series) buildWin(gA, gC int64, lay *layout) *winCache {
 		sk.Reset() // the record goes without its sketch
 	}
 	var st recState
-	w.rec = appendRecord(nil, &acc, rbRollup, true, &st)
-	w.recLen = len(w.rec)
-	if w.dense16 {
-		w.rec = append(w.rec[:w.recLen:w.recLen], bins...) // one exact-size allocation
-	}
-	return w
+	wa.scratch = appendRecord(wa.scratch[:0], acc, rbRollup, true, &st)
+	return bins
 }
 
 // headPositions finds, in complete group gnum, where each slot's raw
-// records begin (see winCache.head); nil when the group is not held or folded.
-func (s *series) headPositions(gnum int64, lay *layout) []headPos {
+// records begin (see winCache.head), and returns the group's bytes; nil
+// when the group is not held or folded.
+func (s *series) headPositions(gnum int64, lay *layout, wa *winArena) ([]headPos, []byte) {
 	i := gnum - s.base
-	if gnum < s.folded || i < 0 || i >= int64(len(s.groups)) || lay.n < 2 {
-		return nil
+	if gnum < s.folded || i < 0 || i >= int64(s.groups.len()) || lay.n < 2 {
+		return nil, nil
 	}
 	g := s.groupBytes(int(i))
-	head := make([]headPos, lay.n-1)
-	r := recordReader{b: g}
+	head := wa.headPositions(int(lay.n - 1))
+	r := recordReader{b: g, recState: s.ref}
 	var c counters
 	k := int64(1)
 	for k < lay.n {
@@ -641,7 +812,7 @@ func (s *series) headPositions(gnum int64, lay *layout) []headPos {
 			head[k-1] = pos
 		}
 	}
-	return head
+	return head, g
 }
 
 // sumClosed adds the closed buckets with from <= idx < to, except those of
@@ -651,7 +822,7 @@ func (s *series) sumClosed(from, to, skipFrom, skipTo int64, w *winCache, a *chA
 	st := &a.st
 	found := false
 	var c counters
-	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
+	for i := s.firstGroup(from, lay.n); i < s.groups.len(); i++ {
 		gnum := s.base + int64(i)
 		start := gnum * lay.n
 		if start >= to {
@@ -661,11 +832,12 @@ func (s *series) sumClosed(from, to, skipFrom, skipTo int64, w *winCache, a *chA
 			continue
 		}
 		roll := s.useRollup(i, start, from, to, lay)
-		r := recordReader{b: s.groupBytes(i)}
+		r := s.reader(i)
 		if k := from - start; w != nil && w.head != nil && gnum == w.gFrom-1 && gnum >= s.folded && !roll && k > 0 && k < lay.n {
-			// The window's start cuts this group: skip to its first bucket.
+			// The window's start cuts this group: skip to its first bucket,
+			// in the cache's copy of the group.
 			h := &w.head[k-1]
-			r.b, r.recState = r.b[h.off:], h.st
+			r.b, r.recState = w.rec[w.binsEnd+int(h.off):], h.st
 		}
 		if roll && start >= from && start+lay.n <= to && s.base+int64(i) >= s.folded {
 			// The whole group: its rollup (first) is all we need.
@@ -710,7 +882,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 	to := from + int64(len(out))
 	var c counters
 	var roll *Sketch
-	for i := s.firstGroup(from, lay.n); i < len(s.groups); i++ {
+	for i := s.firstGroup(from, lay.n); i < s.groups.len(); i++ {
 		gnum := s.base + int64(i)
 		start := gnum * lay.n
 		if start >= to {
@@ -721,7 +893,7 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 		var total, present uint64
 		var rollSk []byte
 		var rollNoSum, rollPacked bool
-		r := recordReader{b: s.groupBytes(i)}
+		r := s.reader(i)
 		for {
 			b0, ok := r.next(&c)
 			if !ok {
@@ -767,5 +939,62 @@ func (s *series) bucketSeries(from int64, out []Stats, lay *layout) {
 		if b.idx >= from && b.idx < to {
 			b.accumulate(&out[b.idx-from])
 		}
+	}
+}
+
+// groupIndex holds a series' group offsets as uint16s while its log is
+// under 64 KiB, as nearly all are: an hour of minutes then takes 128 bytes
+// rather than 256.
+type groupIndex struct {
+	small []uint16
+	large *[]uint32 // used instead of small once an offset needs it
+}
+
+func (x *groupIndex) len() int {
+	if x.large != nil {
+		return len(*x.large)
+	}
+	return len(x.small)
+}
+
+func (x *groupIndex) at(i int) int {
+	if x.large != nil {
+		return int((*x.large)[i])
+	}
+	return int(x.small[i])
+}
+
+func (x *groupIndex) set(i, off int) {
+	if x.large != nil {
+		(*x.large)[i] = uint32(off)
+	} else {
+		x.small[i] = uint16(off) // offsets only shrink in place
+	}
+}
+
+func (x *groupIndex) push(off int) {
+	if x.large == nil && off > math.MaxUint16 {
+		l := make([]uint32, len(x.small), cap(x.small)+1)
+		for i, o := range x.small {
+			l[i] = uint32(o)
+		}
+		x.small, x.large = nil, &l
+	}
+	if x.large != nil {
+		*x.large = append(*x.large, uint32(off))
+	} else {
+		x.small = append(x.small, uint16(off))
+	}
+}
+
+// truncate keeps the first n offsets; emptied, it goes back to uint16s.
+func (x *groupIndex) truncate(n int) {
+	switch {
+	case n == 0:
+		x.small, x.large = x.small[:0], nil
+	case x.large != nil:
+		*x.large = (*x.large)[:n]
+	default:
+		x.small = x.small[:n]
 	}
 }
