@@ -444,32 +444,63 @@ func compactSumAt(b []byte) int {
 	return len(b) - len(rest)
 }
 
-// mergeCompactSum merges a compact sketch, which holds its sum or, folded,
-// not: then the sum is estimated from the bins, within RelativeAccuracy.
-func (s *Sketch) mergeCompactSum(b []byte, hasSum bool) {
+// sketchHeader reads the header the compact and packed encodings share: the
+// bin count, the zero count and (unless folded) the float32 sum.
+func sketchHeader(b []byte, hasSum bool) (nb, zero uint64, sum float64, rest []byte) {
 	h, b := uvarint(b)
-	var zero uint64
 	if h&1 != 0 {
 		zero, b = uvarint(b)
 	}
-	var sum float64
 	if hasSum {
 		sum = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
 		b = b[4:]
 	}
+	return h >> 1, zero, sum, b
+}
+
+// binBounds is s's lowest and highest bin before a merge, and whether they
+// hold counts.
+type binBounds struct {
+	lo, hi     int32
+	okLo, okHi bool
+}
+
+func (s *Sketch) bounds() binBounds {
+	if s.count == 0 || len(s.counts) == 0 {
+		return binBounds{}
+	}
+	return binBounds{lo: s.offset, hi: s.offset + int32(len(s.counts)) - 1, okLo: s.counts[0] != 0, okHi: s.counts[len(s.counts)-1] != 0}
+}
+
+// mergedRange is the min and max an encoded sketch with bins first..last
+// contributes. Bin representatives cost an Exp each: they are skipped when
+// s's own lowest (highest) bin, before the merge, already holds a smaller
+// (larger) value.
+func (s *Sketch) mergedRange(bd binBounds, zero uint64, first, last int32) (mn, mx float64) {
+	switch {
+	case zero > 0:
+	case bd.okLo && first > bd.lo:
+		mn = s.min
+	default:
+		mn = sketchValue(first)
+	}
+	if bd.okHi && last < bd.hi {
+		mx = s.max
+	} else {
+		mx = sketchValue(last)
+	}
+	return mn, mx
+}
+
+// mergeCompactSum merges a compact sketch, which holds its sum or, folded,
+// not: then the sum is estimated from the bins, within RelativeAccuracy.
+func (s *Sketch) mergeCompactSum(b []byte, hasSum bool) {
+	nb, zero, sum, b := sketchHeader(b, hasSum)
 	estimate := 0.0
-	nb := h >> 1
 	count := zero
 	mn, mx := 0.0, 0.0
 	if nb > 0 {
-		// Bin representatives cost an Exp each: skip them when s's own lowest
-		// (highest) bin already holds a smaller (larger) value.
-		var lo, hi int32
-		okLo, okHi := false, false
-		if s.count > 0 && len(s.counts) > 0 {
-			lo, hi = s.offset, s.offset+int32(len(s.counts))-1
-			okLo, okHi = s.counts[0] != 0, s.counts[len(s.counts)-1] != 0
-		}
+		bd := s.bounds()
 		k64, n := binary.Varint(b)
 		b = b[n:]
 		first := int32(k64)
@@ -499,18 +530,7 @@ func (s *Sketch) mergeCompactSum(b []byte, hasSum bool) {
 				estimate += float64(c) * sketchValue(k)
 			}
 		}
-		switch {
-		case zero > 0:
-		case okLo && first > lo:
-			mn = s.min
-		default:
-			mn = sketchValue(first)
-		}
-		if okHi && k < hi {
-			mx = s.max
-		} else {
-			mx = sketchValue(k)
-		}
+		mn, mx = s.mergedRange(bd, zero, first, k)
 	}
 	if !hasSum {
 		sum = estimate
@@ -727,27 +747,12 @@ func (r *bitReader) expGolomb(k uint) uint64 {
 // mergePackedSum merges a packed sketch, with its sum or, folded, without
 // (then estimated from the bins), exactly as mergeCompactSum does the compact one.
 func (s *Sketch) mergePackedSum(b []byte, hasSum bool) {
-	h, b := uvarint(b)
-	var zero uint64
-	if h&1 != 0 {
-		zero, b = uvarint(b)
-	}
-	var sum float64
-	if hasSum {
-		sum = float64(math.Float32frombits(binary.LittleEndian.Uint32(b)))
-		b = b[4:]
-	}
+	nb, zero, sum, b := sketchHeader(b, hasSum)
 	estimate := 0.0
-	nb := h >> 1
 	count := zero
 	mn, mx := 0.0, 0.0
 	if nb > 0 {
-		var lo, hi int32
-		okLo, okHi := false, false
-		if s.count > 0 && len(s.counts) > 0 {
-			lo, hi = s.offset, s.offset+int32(len(s.counts))-1
-			okLo, okHi = s.counts[0] != 0, s.counts[len(s.counts)-1] != 0
-		}
+		bd := s.bounds()
 		k64, n := binary.Varint(b)
 		kg, kc := uint(b[n]>>4), uint(b[n]&15)
 		r := bitReader{b: b[n+1:]}
@@ -769,18 +774,7 @@ func (s *Sketch) mergePackedSum(b []byte, hasSum bool) {
 				estimate += float64(c) * sketchValue(k)
 			}
 		}
-		switch {
-		case zero > 0:
-		case okLo && first > lo:
-			mn = s.min
-		default:
-			mn = sketchValue(first)
-		}
-		if okHi && k < hi {
-			mx = s.max
-		} else {
-			mx = sketchValue(k)
-		}
+		mn, mx = s.mergedRange(bd, zero, first, k)
 	}
 	if !hasSum {
 		sum = estimate
