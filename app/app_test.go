@@ -24,6 +24,26 @@ func testConfig(tb testing.TB) config.Config {
 	return c
 }
 
+// startApp builds and starts the app of cfg and shuts it down when the test ends.
+func startApp(tb testing.TB, cfg config.Config, log *slog.Logger) *App {
+	tb.Helper()
+	a, err := New(cfg, log)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if err := a.Start(tb.Context()); err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := a.Shutdown(ctx); err != nil {
+			tb.Error(err)
+		}
+	})
+	return a
+}
+
 func TestDemoServesBookinfoGraph(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.Demo.Scenario = "bookinfo"

@@ -1,7 +1,6 @@
 package app
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"log/slog"
@@ -66,20 +65,7 @@ func TestChatProposalAuditedAsPrincipal(t *testing.T) {
 				cfg.Assistant.LLM.APIKey = "sk-stub"
 				cfg.Assistant.LLM.Stream = false
 			}
-			a, err := New(cfg, slog.New(slog.DiscardHandler))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := a.Shutdown(ctx); err != nil {
-					t.Error(err)
-				}
-			})
+			a := startApp(t, cfg, slog.New(slog.DiscardHandler))
 			base := "http://" + a.Web.Addr()
 			call := func(method, path, token, body string, out any) {
 				t.Helper()

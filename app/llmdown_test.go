@@ -2,7 +2,6 @@ package app
 
 import (
 	"bytes"
-	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -141,20 +140,7 @@ func TestChatWhenLLMIsDown(t *testing.T) {
 				t.Fatalf("API key not applied from %s", assistant.APIKeyEnv)
 			}
 			logs := &syncBuf{}
-			a, err := New(cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := a.Start(t.Context()); err != nil {
-				t.Fatal(err)
-			}
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-				defer cancel()
-				if err := a.Shutdown(ctx); err != nil {
-					t.Error(err)
-				}
-			})
+			a := startApp(t, cfg, slog.New(slog.NewJSONHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 			base := "http://" + a.Web.Addr()
 			client := &http.Client{Timeout: 2 * time.Minute}
 
