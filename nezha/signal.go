@@ -1,6 +1,7 @@
 package nezha
 
 import (
+	"cmp"
 	"fmt"
 	"slices"
 	"sort"
@@ -21,23 +22,7 @@ type request struct {
 // requests lists the requests of spans (sorted by start time, as Load
 // returns them), sorted by start.
 func requests(spans []Span) []request {
-	type key struct {
-		t [16]byte
-		s [8]byte
-	}
-	idx := make(map[key]int, len(spans))
-	for i := range spans {
-		idx[key{spans[i].TraceID, spans[i].SpanID}] = i
-	}
-	parent := make([]int, len(spans))
-	for i := range spans {
-		parent[i] = -1
-		if !spans[i].ParentID.IsZero() {
-			if p, ok := idx[key{spans[i].TraceID, spans[i].ParentID}]; ok {
-				parent[i] = p
-			}
-		}
-	}
+	parent := parents(spans)
 	// entry[i]: the request span i belongs to (itself when it is an entry).
 	entry := make([]int, len(spans))
 	var resolve func(i int) int
@@ -66,15 +51,7 @@ func requests(spans []Span) []request {
 			out = append(out, request{start: spans[i].Start, service: spans[i].Service, op: spans[i].Operation, calls: calls[i]})
 		}
 	}
-	slices.SortStableFunc(out, func(a, b request) int {
-		switch {
-		case a.start < b.start:
-			return -1
-		case a.start > b.start:
-			return 1
-		}
-		return 0
-	})
+	slices.SortStableFunc(out, func(a, b request) int { return cmp.Compare(a.start, b.start) })
 	return out
 }
 

@@ -20,23 +20,13 @@ type spanShape struct {
 // services, the operation for the service's own internal spans) and self
 // time (duration minus the children's, not below 0).
 func shapes(spans []Span) []spanShape {
-	type key struct {
-		t [16]byte
-		s [8]byte
-	}
-	idx := make(map[key]int, len(spans))
-	for i := range spans {
-		idx[key{spans[i].TraceID, spans[i].SpanID}] = i
-	}
+	parent := parents(spans)
 	out := make([]spanShape, len(spans))
 	childNs := make([]int64, len(spans))
 	for i := range spans {
 		c := &spans[i]
-		if c.ParentID.IsZero() {
-			continue
-		}
-		p, ok := idx[key{c.TraceID, c.ParentID}]
-		if !ok {
+		p := parent[i]
+		if p < 0 {
 			continue
 		}
 		k := "op:" + c.Operation
@@ -51,6 +41,29 @@ func shapes(spans []Span) []spanShape {
 	}
 	for i := range spans {
 		out[i].selfMs = math.Max(float64(spans[i].End-spans[i].Start-childNs[i]), 0) / 1e6
+	}
+	return out
+}
+
+// parents is the index of each span's parent in spans (same trace, parent
+// ID), -1 for roots and spans whose parent is not in the data.
+func parents(spans []Span) []int {
+	type key struct {
+		t [16]byte
+		s [8]byte
+	}
+	idx := make(map[key]int, len(spans))
+	for i := range spans {
+		idx[key{spans[i].TraceID, spans[i].SpanID}] = i
+	}
+	out := make([]int, len(spans))
+	for i := range spans {
+		out[i] = -1
+		if !spans[i].ParentID.IsZero() {
+			if p, ok := idx[key{spans[i].TraceID, spans[i].ParentID}]; ok {
+				out[i] = p
+			}
+		}
 	}
 	return out
 }
