@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"cmp"
 	"fmt"
 	"math"
 	"slices"
@@ -97,12 +98,34 @@ type RecentRankConfig struct {
 	NoiseWeight float64
 	// MinSlots: below this many learned slots no discount applies.
 	MinSlots int
+	// Tau, when > 0, weighs each piece of evidence by exp(-age/Tau), age
+	// counted from when it was last seen hot to the ranking time: what is
+	// wrong now outranks what was wrong a few minutes ago.
+	Tau time.Duration
+	// Added, when set, adds to each node log2(1 + ms/10) for the time its
+	// own work added to requests in the window (Structure measures it from
+	// trace timing): the service that made requests slower outranks the
+	// ones that only waited for it or wobbled by a millisecond.
+	Added AddedTime
+}
+
+// AddedTime reports, per node, how much time its own work added to its
+// requests in [from, to] beyond baseline, recent windows weighing more.
+type AddedTime interface {
+	// AddedMs weighs each window by exp(-age/tau), age counted back from to.
+	AddedMs(from, to time.Time, tau time.Duration) []NodeAdded
+}
+
+// NodeAdded is one node's added time.
+type NodeAdded struct {
+	Node NodeRef
+	Ms   float64
 }
 
 // DefaultRecentRankConfig ranks the last 10 minutes with a noise discount
 // once 8 active slots are known.
 func DefaultRecentRankConfig(noise *BaseRates) RecentRankConfig {
-	return RecentRankConfig{Recent: 10 * time.Minute, Noise: noise, NoiseWeight: 2.5, MinSlots: 8}
+	return RecentRankConfig{Recent: 10 * time.Minute, Noise: noise, NoiseWeight: 2.5, MinSlots: 8, Tau: 5 * time.Minute}
 }
 
 // RankRecent ranks the root causes of an incident at time at from its
@@ -111,6 +134,35 @@ func DefaultRecentRankConfig(noise *BaseRates) RecentRankConfig {
 // discounted. It is the view of "what broke now" of a long, merged incident.
 // An empty incidentID ranks every anomaly fired in the window: the suspects
 // of the moment across incidents.
+// lastSeen is when a was last known hot: its resolution, or its last update
+// while it fires.
+func lastSeen(a *Anomaly) time.Time {
+	switch {
+	case a.ResolvedAt != nil:
+		return *a.ResolvedAt
+	case a.UpdatedAt.After(a.FiredAt):
+		return a.UpdatedAt
+	}
+	return a.FiredAt
+}
+
+// recency is exp(-age/tau) of evidence last seen hot at lastSeen(a); 1
+// when tau <= 0.
+func recency(a *Anomaly, at time.Time, tau time.Duration) float64 {
+	seen := lastSeen(a)
+	if tau <= 0 || !seen.Before(at) {
+		return 1
+	}
+	return math.Exp(-at.Sub(seen).Seconds() / tau.Seconds())
+}
+
+// activeIn reports whether a fired in [from, at] or was last seen hot then:
+// a service slow since just before the window is as much a suspect as one
+// that just turned, one left firing but not updated for long is not.
+func activeIn(a *Anomaly, from, at time.Time) bool {
+	return !a.FiredAt.After(at) && !lastSeen(a).Before(from)
+}
+
 func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfig) ([]RootCause, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
@@ -120,7 +172,7 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		// Every anomaly fired in the window, whatever incident it joined.
 		var as []*Anomaly
 		for _, a := range e.byID {
-			if !a.FiredAt.Before(from) && !a.FiredAt.After(at) {
+			if activeIn(a, from, at) {
 				as = append(as, a)
 			}
 		}
@@ -149,12 +201,13 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		ids        []string
 		rate       float64
 		discounted bool
+		factor     float64
 	}
 	nodes := map[string]*acc{}
 	var order []string
 	for _, id := range members {
 		a := e.byID[id]
-		if a == nil || a.FiredAt.Before(from) || a.FiredAt.After(at) {
+		if a == nil || !activeIn(a, from, at) {
 			continue
 		}
 		ids, ws := blame(a)
@@ -169,7 +222,7 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 			if ws != nil {
 				w = ws[i]
 			}
-			s := w * strength(a)
+			s := w * strength(a) * recency(a, at, cfg.Tau)
 			if n.top == nil || s > n.best {
 				if n.top != nil {
 					n.sum += n.best
@@ -185,14 +238,33 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 			n.ids = append(n.ids, a.ID)
 		}
 	}
+	added := map[string]float64{}
+	if cfg.Added != nil {
+		for _, na := range cfg.Added.AddedMs(from, at, cfg.Tau) {
+			if na.Ms <= 0 {
+				continue
+			}
+			id := na.Node.ID
+			added[id] = na.Ms
+			if nodes[id] == nil {
+				nodes[id] = &acc{ref: na.Node, since: from}
+				order = append(order, id)
+			}
+		}
+	}
 	in := make([]NodeScore, 0, len(order))
 	for _, id := range order {
 		n := nodes[id]
-		sc := n.best + 0.25*n.sum
+		sc := 0.0
+		if n.top != nil {
+			sc = n.best + 0.25*n.sum
+		}
+		n.factor = 1
 		if cfg.Noise != nil {
 			if r, slots := cfg.Noise.Rate(id, from); slots >= cfg.MinSlots {
 				n.rate, n.discounted = r, true
-				sc *= math.Exp(-cfg.NoiseWeight * r)
+				n.factor = math.Exp(-cfg.NoiseWeight * r)
+				sc *= n.factor
 			}
 		}
 		in = append(in, NodeScore{ID: id, Score: sc, Since: n.since, Propagating: n.prop})
@@ -205,10 +277,29 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		}
 	}
 	ranked := RankRoots(in, func(id string) []string { return callees[id] })
+	if len(added) > 0 {
+		// Added time is the node's own, already net of waiting for its
+		// callees: no callee explains it away.
+		for i := range ranked {
+			if ms := added[ranked[i].ID]; ms > 0 {
+				ranked[i].Score += nodes[ranked[i].ID].factor * math.Log2(1+ms/excessUnitMs)
+			}
+		}
+		slices.SortStableFunc(ranked, func(a, b Ranked) int { return cmp.Compare(b.Score, a.Score) })
+	}
 	out := make([]RootCause, 0, len(ranked))
 	for _, r := range ranked {
 		n := nodes[r.ID]
-		ex := fmt.Sprintf("%s since %s", n.top.Summary, n.since.UTC().Format("15:04:05"))
+		var ex string
+		if n.top != nil {
+			ex = fmt.Sprintf("%s since %s", n.top.Summary, n.since.UTC().Format("15:04:05"))
+		}
+		if ms := added[r.ID]; ms > 0 {
+			if ex != "" {
+				ex += "; "
+			}
+			ex += fmt.Sprintf("its own work added %s to its requests since %s", fmtMs(ms), from.UTC().Format("15:04:05"))
+		}
 		if r.Explained {
 			ex += fmt.Sprintf("; likely a consequence of %s, which it calls", nodes[r.ExplainedBy].ref.Name)
 		}
@@ -218,4 +309,11 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		out = append(out, RootCause{Node: n.ref, Score: math.Round(r.Score*100) / 100, Explained: r.Explained, Explanation: ex, Anomalies: n.ids})
 	}
 	return out, nil
+}
+
+func fmtMs(ms float64) string {
+	if ms >= 1000 {
+		return fmt.Sprintf("%.1fs", ms/1000)
+	}
+	return fmt.Sprintf("%.0fms", ms)
 }

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -130,3 +131,58 @@ func TestRankRecent(t *testing.T) {
 		t.Error("RankRecent of an unknown incident did not fail")
 	}
 }
+
+// Recency and added time: evidence last seen long ago weighs less than
+// what is hot now, and a node's added time (from trace timing) ranks it even
+// when an anomalous callee would explain its latency away.
+func TestRankRecentTauAndAdded(t *testing.T) {
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	at := t0.Add(10 * time.Minute)
+	ref := func(n string) NodeRef { return RefOf(graph.Node{Workload: n, App: n, Kind: graph.KindWorkload}) }
+	for _, tc := range []struct {
+		name  string
+		cfg   RecentRankConfig
+		added []NodeAdded
+		first string
+	}{
+		{"no recency: the stronger, older anomaly", RecentRankConfig{Recent: 10 * time.Minute}, nil, "order"},
+		{"recency: what is hot now", RecentRankConfig{Recent: 10 * time.Minute, Tau: 2 * time.Minute}, nil, "route"},
+		{"added time outranks both", RecentRankConfig{Recent: 10 * time.Minute}, []NodeAdded{{Node: ref("station"), Ms: 1e6}}, "station"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, err := New(DefaultConfig(), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			old := nodeAnomaly("order", t0.Add(time.Minute), 60)
+			gone := t0.Add(2 * time.Minute)
+			old.ResolvedAt, old.State = &gone, StateResolved
+			now := nodeAnomaly("route", at.Add(-30*time.Second), 20)
+			eng.mu.Lock()
+			for _, a := range []*Anomaly{old, now} {
+				a.key = a.Subject.String()
+				a.ID = stableID("an", a.key, a.Since)
+				eng.byID[a.ID] = a
+			}
+			eng.mu.Unlock()
+			cfg := tc.cfg
+			if tc.added != nil {
+				cfg.Added = fixedAdded(tc.added)
+			}
+			got, err := eng.RankRecent("", at, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == 0 || got[0].Node.Name != tc.first {
+				t.Fatalf("ranking %+v, want %s first", got, tc.first)
+			}
+			if tc.added != nil && !strings.Contains(got[0].Explanation, "its own work added") {
+				t.Errorf("explanation %q does not say what the node added", got[0].Explanation)
+			}
+		})
+	}
+}
+
+type fixedAdded []NodeAdded
+
+func (f fixedAdded) AddedMs(from, to time.Time, tau time.Duration) []NodeAdded { return f }

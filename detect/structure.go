@@ -26,6 +26,11 @@ type OpStat struct {
 	// SelfMs is the median self time (duration minus direct children) of
 	// the window's spans; NaN or <= 0 when unknown.
 	SelfMs float64
+	// Peer is set when the operation's spans are calls to one other
+	// service and nothing else (client spans): their self time is then the
+	// link's network time, which either end's network can stretch, so a
+	// change is judged for both ends.
+	Peer graph.Node
 }
 
 // StructureConfig tunes the trace-structure detector.
@@ -90,6 +95,12 @@ type Structure struct {
 	ops   map[string]*opBase
 	nodes map[string]*structNode
 	self  []float64
+	added []windowAdded // per window, the nodes' added time; the last hour
+}
+
+type windowAdded struct {
+	t     time.Time
+	nodes []NodeAdded
 }
 
 type opBase struct {
@@ -137,6 +148,11 @@ type NodeStructureScore struct {
 	Score   float64
 	Reasons []string // strongest first
 	Judged  bool     // some operation had a baseline to compare with
+	// ExcessMs is how much longer the node's own work took in the window
+	// than the same spans took at baseline: its operations' self times, and
+	// its share of slow links' network time. It is what the node added to
+	// its requests' latency.
+	ExcessMs float64
 }
 
 // Observe judges one window [t, t+step) of operation stats and updates the
@@ -148,6 +164,7 @@ func (s *Structure) Observe(t time.Time, step time.Duration, ops []OpStat) []Nod
 	e.mu.Lock()
 	end := t.Add(step)
 	scores := s.judge(ops)
+	s.record(t, scores)
 	seen := make(map[string]bool, len(scores))
 	for i := range scores {
 		seen[scores[i].Node.ID()] = true
@@ -159,7 +176,8 @@ func (s *Structure) Observe(t time.Time, step time.Duration, ops []OpStat) []Nod
 		if n.firing == nil || seen[id] {
 			continue
 		}
-		n.hotRun = 0
+		// hotRun stands: a gap in the traces says nothing of whether the
+		// change has become the new normal.
 		if n.cold++; n.cold >= s.cfg.ResolveAfter {
 			e.resolve(n.firing, end)
 			n.firing, n.cold = nil, 0
@@ -184,6 +202,52 @@ func (s *Structure) Observe(t time.Time, step time.Duration, ops []OpStat) []Nod
 	return scores
 }
 
+// record keeps the window's added times for AddedMs.
+func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
+	var w windowAdded
+	for i := range scores {
+		if scores[i].ExcessMs > 0 {
+			w.nodes = append(w.nodes, NodeAdded{Node: RefOf(scores[i].Node), Ms: scores[i].ExcessMs})
+		}
+	}
+	cut := 0
+	for cut < len(s.added) && t.Sub(s.added[cut].t) > time.Hour {
+		cut++
+	}
+	s.added = s.added[cut:]
+	if len(w.nodes) > 0 {
+		w.t = t
+		s.added = append(s.added, w)
+	}
+}
+
+// AddedMs sums each node's added time over the windows starting in
+// [from, to], each weighed by exp(-age/tau) (tau <= 0: all alike). It reads what Observe wrote under the engine's lock, which
+// RankRecent holds when it asks.
+func (s *Structure) AddedMs(from, to time.Time, tau time.Duration) []NodeAdded {
+	idx := map[string]int{}
+	var out []NodeAdded
+	for _, w := range s.added {
+		if w.t.Before(from) || w.t.After(to) {
+			continue
+		}
+		wt := 1.0
+		if tau > 0 {
+			wt = math.Exp(-to.Sub(w.t).Seconds() / tau.Seconds())
+		}
+		for _, n := range w.nodes {
+			i, ok := idx[n.Node.ID]
+			if !ok {
+				i = len(out)
+				idx[n.Node.ID] = i
+				out = append(out, NodeAdded{Node: n.Node})
+			}
+			out[i].Ms += wt * n.Ms
+		}
+	}
+	return out
+}
+
 func opKey(n graph.Node, op string) string { return n.ID() + "\x00" + op }
 
 // judge scores each node of the window against the baselines.
@@ -191,6 +255,42 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	byNode := map[string]int{}
 	var out []NodeStructureScore
 	var why [][]reason
+	// Link (client span) self times: per node, the judged links, the slow
+	// ones and their evidence. A node whose every link slowed is the likely
+	// end at fault; one with a single slow link among many is not.
+	type links struct {
+		judged, slow int
+		rs           []reason
+	}
+	gaps := map[string]*links{}
+	// Own time now and at baseline, per node, and per link op for the
+	// link's two ends (weighted once the links' shares are known).
+	// slowBase/allBase: the baseline own time of the node's operations that
+	// slowed surely, and of all it judged; CPU starvation slows all of a
+	// service's work, a one-off slow call one operation.
+	type times struct{ excess, slowBase, allBase float64 }
+	own := map[string]*times{}
+	ownOf := func(id string) *times {
+		t := own[id]
+		if t == nil {
+			t = &times{}
+			own[id] = t
+		}
+		return t
+	}
+	type linkTime struct {
+		a, b   string
+		excess float64
+	}
+	var linkTimes []linkTime
+	gapOf := func(n graph.Node) *links {
+		g := gaps[n.ID()]
+		if g == nil {
+			g = &links{}
+			gaps[n.ID()] = g
+		}
+		return g
+	}
 	add := func(n graph.Node, r reason) {
 		id := n.ID()
 		j, ok := byNode[id]
@@ -231,25 +331,96 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			}
 		}
 		// Self time against the medians of earlier windows.
+		peer := !o.Peer.IsZero()
+		if peer && o.SelfMs > 0 && len(b.selfLog) >= 5 {
+			gapOf(o.Node).judged++
+			gapOf(o.Peer).judged++
+		}
 		if o.SelfMs > 0 && len(b.selfLog) >= 5 {
 			s.self = append(s.self[:0], b.selfLog...)
 			slices.Sort(s.self)
 			med := quantileSorted(s.self, 0.5)
+			baseMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
 			x := math.Log(o.SelfMs + s.cfg.MinSelfMs)
-			if d := x - med; d >= math.Log(s.cfg.SelfRatio) {
-				// Robust z against the spread of earlier window medians:
-				// a steady operation that slows 50x is surer than a
-				// jittery database call that does.
-				for i := range s.self {
-					s.self[i] = math.Abs(s.self[i] - med)
+			d := x - med
+			if !peer {
+				ownOf(o.Node.ID()).allBase += k * baseMs
+			}
+			if d < math.Log(s.cfg.SelfRatio) {
+				continue
+			}
+			// Robust z against the spread of earlier window medians: a
+			// steady operation that slows 50x is surer than a jittery
+			// database call that does.
+			for i := range s.self {
+				s.self[i] = math.Abs(s.self[i] - med)
+			}
+			slices.Sort(s.self)
+			z := math.Min(d/math.Max(1.4826*quantileSorted(s.self, 0.5), 0.1), 10)
+			score := 2 * z * math.Sqrt(k)
+			// Only a sure slowdown adds to the node's excess time: the
+			// jitter of a chronically noisy operation must not pile up.
+			sure := z >= minExcessZ
+			if !peer {
+				if sure {
+					t := ownOf(o.Node.ID())
+					t.excess += k * (o.SelfMs - baseMs)
+					t.slowBase += k * baseMs
 				}
-				slices.Sort(s.self)
-				z := math.Min(d/math.Max(1.4826*quantileSorted(s.self, 0.5), 0.1), 10)
-				add(o.Node, reason{2 * z * math.Sqrt(k), fmt.Sprintf("%s: self time %.3gms vs %.3gms", o.Operation, o.SelfMs, math.Exp(med)-s.cfg.MinSelfMs)})
+				add(o.Node, reason{score, fmt.Sprintf("%s: self time %.3gms vs %.3gms", o.Operation, o.SelfMs, baseMs)})
+				continue
+			}
+			if sure {
+				linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), k * (o.SelfMs - baseMs)})
+			}
+			text := fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms", o.Node.Name(), o.Peer.Name(), o.SelfMs, baseMs)
+			for _, n := range []graph.Node{o.Node, o.Peer} {
+				g := gapOf(n)
+				g.slow++
+				g.rs = append(g.rs, reason{score / 2, text})
 			}
 		}
 	}
+	for _, t := range own {
+		if t.allBase > 0 {
+			t.excess *= math.Min(t.slowBase/t.allBase, 1)
+		}
+	}
+	for _, lt := range linkTimes {
+		// A slow link counts for each end by the share of that end's links
+		// that are slow.
+		for _, id := range []string{lt.a, lt.b} {
+			if g := gaps[id]; g != nil && g.judged > 0 {
+				ownOf(id).excess += lt.excess * float64(g.slow) / float64(g.judged)
+			}
+		}
+	}
+	ids := make([]string, 0, len(gaps))
+	for id, g := range gaps {
+		if g.slow > 0 {
+			ids = append(ids, id)
+		}
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		g := gaps[id]
+		share := float64(g.slow) / float64(max(g.judged, g.slow))
+		var n graph.Node
+		if j, ok := byNode[id]; ok {
+			n = out[j].Node
+		}
+		for _, r := range g.rs {
+			if n.IsZero() {
+				n = nodeOfReason(ops, id)
+			}
+			add(n, reason{r.score * share, r.text})
+		}
+		out[byNode[id]].Judged = true
+	}
 	for j := range out {
+		if t := own[out[j].Node.ID()]; t != nil {
+			out[j].ExcessMs = t.excess
+		}
 		slices.SortFunc(why[j], func(a, b reason) int {
 			if c := cmpF(b.score, a.score); c != 0 {
 				return c
@@ -263,6 +434,27 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		}
 	}
 	return out
+}
+
+// excessUnitMs is the unit of added own time in a structure anomaly's
+// score: 10 ms added in a window scores 10, every doubling 10 more.
+const excessUnitMs = 10
+
+// minExcessZ is how sure a self-time shift must be to count as added time.
+const minExcessZ = 3
+
+// nodeOfReason finds the node with this ID among the window's operations
+// and their peers.
+func nodeOfReason(ops []OpStat, id string) graph.Node {
+	for i := range ops {
+		if ops[i].Node.ID() == id {
+			return ops[i].Node
+		}
+		if ops[i].Peer.ID() == id {
+			return ops[i].Peer
+		}
+	}
+	return graph.Node{}
 }
 
 func cmpF(a, b float64) int {
@@ -301,7 +493,13 @@ func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
 	e := s.e
 	fill := func(a *Anomaly) {
 		a.Observed, a.Baseline = sc.Score, thr
+		// The time the service's own work added ranks it against other
+		// suspects: 200 ms more on every call outranks a millisecond
+		// database call that got three times slower, however sure both are.
 		a.Score = math.Max(a.Score, capScore(sc.Score/thr*6))
+		if sc.ExcessMs > 0 {
+			a.Score = math.Max(a.Score, capScore(10*math.Log2(1+sc.ExcessMs/excessUnitMs)))
+		}
 		a.Summary = fmt.Sprintf("%s: trace structure changed (%s)", a.Subject.String(), strings.Join(sc.Reasons, "; "))
 		a.Severity = SeverityWarning
 		if sc.Score >= 3*thr {

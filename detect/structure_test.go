@@ -53,14 +53,7 @@ func TestStructure(t *testing.T) {
 		{"basic cpu", "basic", "self time 40ms"},
 	} {
 		t.Run(tc.fault, func(t *testing.T) {
-			eng, err := New(DefaultConfig(), nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			st, err := NewStructure(eng, DefaultStructureConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
+			eng, st := newTestStructure(t)
 			var fired []Anomaly
 			eng.Subscribe(func(c Change) {
 				if c.Action == "fired" && c.Anomaly != nil {
@@ -107,14 +100,7 @@ func TestStructure(t *testing.T) {
 // A service whose structure is hot in many windows needs a stronger change
 // to fire again than a quiet one.
 func TestStructureNoisyNodeThreshold(t *testing.T) {
-	eng, err := New(DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := NewStructure(eng, DefaultStructureConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, st := newTestStructure(t)
 	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
 	for i := 0; i < 80; i++ {
 		f := ""
@@ -159,14 +145,7 @@ func TestStructureConfigValidate(t *testing.T) {
 // stay firing until its next span: later, unrelated anomalies would join
 // its stale incident.
 func TestStructureResolvesAcrossGaps(t *testing.T) {
-	eng, err := New(DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := NewStructure(eng, DefaultStructureConfig())
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, st := newTestStructure(t)
 	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
 	step := 30 * time.Second
 	for i := 0; i < 31; i++ {
@@ -185,4 +164,70 @@ func TestStructureResolvesAcrossGaps(t *testing.T) {
 	if n := len(eng.Anomalies(Filter{State: StateFiring})); n != 0 {
 		t.Fatalf("%d anomalies still firing after empty windows, want 0", n)
 	}
+}
+
+// Network delay on one service: every link it sends on slows (its responses
+// to its callers, its requests to its callees). The link's network time is
+// judged for both ends; the service common to all slow links adds the most
+// time, not its caller (which waits) or its callee (which is fine).
+func TestStructureSlowLinksBlameTheCommonEnd(t *testing.T) {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	gw, travel, basic, seat, station := node("gateway"), node("travel"), node("basic"), node("seat"), node("station")
+	window := func(i int, delayed graph.Node) []OpStat {
+		n := 10 + (i*7)%4
+		link := func(from, to graph.Node, ms float64) OpStat {
+			if from == delayed || to == delayed {
+				ms += 200
+			}
+			return OpStat{Node: from, Operation: "HTTP GET -> " + to.Name(), Spans: n, Children: map[string]int{"call:" + to.Name(): n}, SelfMs: ms, Peer: to}
+		}
+		return []OpStat{
+			{Node: travel, Operation: "/trips/left", Spans: n, SelfMs: 4 + float64(i%3)},
+			{Node: basic, Operation: "/basic/travels", Spans: n, SelfMs: 2 + float64(i%2)},
+			link(gw, travel, 3+float64(i%2)), link(travel, basic, 2.5), link(travel, seat, 2+float64(i%3)/2), link(basic, station, 1.5),
+		}
+	}
+	_, st := newTestStructure(t)
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	for i := 0; i < 40; i++ {
+		st.Observe(t0.Add(time.Duration(i)*step), step, window(i, graph.Node{}))
+	}
+	at := t0.Add(40 * step)
+	scores := st.Observe(at, step, window(40, travel))
+	added := map[string]float64{}
+	for _, s := range scores {
+		added[s.Node.Name()] = s.ExcessMs
+	}
+	for _, other := range []string{"gateway", "basic", "seat", "station"} {
+		if added["travel"] <= added[other] {
+			t.Errorf("travel added %.0fms, %s %.0fms; want travel, the end common to every slow link, first (all: %v)", added["travel"], other, added[other], added)
+		}
+	}
+	// What RankRecent reads: the window, weighed by age.
+	var travelMs float64
+	for _, na := range st.AddedMs(at, at, 5*time.Minute) {
+		if na.Node.Name == "travel" {
+			travelMs = na.Ms
+		}
+	}
+	if travelMs != added["travel"] {
+		t.Errorf("AddedMs gives travel %.0fms, the window said %.0fms", travelMs, added["travel"])
+	}
+	if got := st.AddedMs(at.Add(time.Minute), at.Add(2*time.Minute), 0); len(got) != 0 {
+		t.Errorf("AddedMs of a later period: %v, want nothing", got)
+	}
+}
+
+func newTestStructure(t *testing.T) (*Engine, *Structure) {
+	t.Helper()
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := NewStructure(eng, DefaultStructureConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, st
 }

@@ -283,6 +283,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 			return nil, fmt.Errorf("eval %s: %w", l.Day.Name, err)
 		}
 		sh = shapes(l.Spans)
+		rankCfg.Added = structure
 	}
 	batch := make([]traces.Span, 0, 4096)
 	si := 0

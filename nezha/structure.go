@@ -13,6 +13,7 @@ import (
 type spanShape struct {
 	children map[string]int
 	selfMs   float64
+	peer     string // the one other service the span calls, if it calls nothing else
 }
 
 // shapes links every span to its direct children (same trace, parent ID)
@@ -32,6 +33,14 @@ func shapes(spans []Span) []spanShape {
 		k := "op:" + c.Operation
 		if spans[p].Service != c.Service {
 			k = "call:" + c.Service
+			switch pe := &out[p].peer; {
+			case len(out[p].children) == 0:
+				*pe = c.Service
+			case *pe != c.Service:
+				*pe = "\x00" // calls more than one service
+			}
+		} else {
+			out[p].peer = "\x00" // does work of its own
 		}
 		if out[p].children == nil {
 			out[p].children = map[string]int{}
@@ -41,6 +50,9 @@ func shapes(spans []Span) []spanShape {
 	}
 	for i := range spans {
 		out[i].selfMs = math.Max(float64(spans[i].End-spans[i].Start-childNs[i]), 0) / 1e6
+		if out[i].peer == "\x00" {
+			out[i].peer = ""
+		}
 	}
 	return out
 }
@@ -74,19 +86,28 @@ func opStats(spans []Span, sh []spanShape, i, j int, nodes map[string]graph.Node
 		st   detect.OpStat
 		self []float64
 	}
-	byOp := map[[2]string]*acc{}
-	var order [][2]string
+	byOp := map[[3]string]*acc{}
+	var order [][3]string
+	node := func(svc string) graph.Node {
+		n, ok := nodes[svc]
+		if !ok {
+			n = NodeOf(svc)
+			nodes[svc] = n
+		}
+		return n
+	}
 	for k := i; k < j; k++ {
 		s := &spans[k]
-		key := [2]string{s.Service, s.Operation}
+		peer := sh[k].peer
+		// Calls are told apart by callee: each link has its own network time.
+		key := [3]string{s.Service, s.Operation, peer}
 		a := byOp[key]
 		if a == nil {
-			n, ok := nodes[s.Service]
-			if !ok {
-				n = NodeOf(s.Service)
-				nodes[s.Service] = n
+			a = &acc{st: detect.OpStat{Node: node(s.Service), Operation: s.Operation, Children: map[string]int{}}}
+			if peer != "" {
+				a.st.Peer = node(peer)
+				a.st.Operation += " -> " + peer
 			}
-			a = &acc{st: detect.OpStat{Node: n, Operation: s.Operation, Children: map[string]int{}}}
 			byOp[key] = a
 			order = append(order, key)
 		}

@@ -23,13 +23,22 @@ func TestShapesAndOpStats(t *testing.T) {
 		t.Fatalf("no stats for %s %s", svc, op)
 		return -1
 	}
-	get := stats[find("ts-auth-service", "HTTP GET")]
+	get := stats[find("ts-auth-service", "HTTP GET -> ts-verification-code-service")]
 	if get.Spans == 0 || get.Children["call:ts-verification-code-service"] != get.Spans {
 		t.Errorf("auth HTTP GET: %d spans, children %v; want one verification-code call per span", get.Spans, get.Children)
 	}
+	// A call and nothing else: its self time is the link's network time,
+	// judged for both ends.
+	if get.Peer.Name() != "ts-verification-code-service" {
+		t.Errorf("auth HTTP GET peer %q, want ts-verification-code-service", get.Peer.Name())
+	}
+
 	tok := stats[find("ts-auth-service", "UserController.getToken")]
 	if tok.Children["op:UserRepository.findByUsername"] != 2*tok.Spans || tok.Children["op:HTTP GET"] != tok.Spans {
 		t.Errorf("getToken children %v over %d spans, want 2 findByUsername and 1 HTTP GET per span", tok.Children, tok.Spans)
+	}
+	if !tok.Peer.IsZero() {
+		t.Errorf("getToken has peer %q; it does work of its own", tok.Peer.Name())
 	}
 	for _, k := range []string{"call:ts-auth-service", "op:ts-auth-service"} {
 		if tok.Children[k] != 0 {

@@ -19,6 +19,9 @@ func evalNezha(args []string) error {
 	signals := fs.String("signals", "both", "traces (mesh view only), all (traces + pod metrics) or both")
 	rank := fs.String("rank", "pooled", "root-cause ranking scored: recent (the incident's recent anomalies, noisy services discounted), pooled (every recent anomaly, across incidents) or incident (the incident's own ranking)")
 	structure := fs.Bool("structure", true, "add trace-structure evidence (calls per span of each operation, self time)")
+	synthetic := fs.String("synthetic", "", "move every labelled fault onto a seeded pod as a synthetic fault rewritten into the real spans: network_delay:DURATION or cpu_contention:FACTOR")
+	seed := fs.Uint64("seed", 1, "seed of the synthetic faults' pods")
+	recent := fs.Duration("recent", 0, "rank the anomalies fired this long before scoring time (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -34,6 +37,14 @@ func evalNezha(args []string) error {
 	default:
 		return fmt.Errorf("eval nezha: --signals %q: want traces, all or both", *signals)
 	}
+	var syn *nezha.SyntheticSpec
+	if *synthetic != "" {
+		sp, err := nezha.ParseSynthetic(*synthetic, *seed)
+		if err != nil {
+			return fmt.Errorf("eval nezha: --synthetic: %w", err)
+		}
+		syn = &sp
+	}
 	days, err := nezha.FindDays(*dir)
 	if err != nil {
 		return err
@@ -46,6 +57,9 @@ func evalNezha(args []string) error {
 			// A day that cannot be read at all is reported; the others go on.
 			fmt.Fprintf(os.Stderr, "eval nezha: day %s skipped: %v\n", d.Name, err)
 			continue
+		}
+		if syn != nil {
+			l = nezha.Synthesize(l, *syn)
 		}
 		loaded = append(loaded, l)
 	}
@@ -67,6 +81,9 @@ func evalNezha(args []string) error {
 				return fmt.Errorf("eval nezha: --rank %q: want recent, pooled or incident", *rank)
 			}
 			cfg.Structure = *structure
+			if *recent > 0 {
+				cfg.Rank.Recent = *recent
+			}
 			r, err := nezha.EvalDay(l, cfg)
 			if err != nil {
 				fmt.Fprintf(os.Stderr, "eval nezha: day %s: %v\n", l.Day.Name, err)
