@@ -344,7 +344,7 @@ func ReadMetricFile(path string) ([]MetricRow, []Problem, error) {
 			continue
 		}
 		ts, err := strconv.ParseFloat(rec[tsCol], 64)
-		if err != nil || ts <= 0 || rec[podCol] == "" {
+		if err != nil || ts < 1 || rec[podCol] == "" {
 			bad++
 			if bad <= 3 {
 				probs = append(probs, Problem{fmt.Sprintf("%s:%d", filepath.Base(path), line), fmt.Sprintf("bad timestamp %q or pod", rec[tsCol])})
