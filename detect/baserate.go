@@ -128,12 +128,6 @@ func DefaultRecentRankConfig(noise *BaseRates) RecentRankConfig {
 	return RecentRankConfig{Recent: 10 * time.Minute, Noise: noise, NoiseWeight: 2.5, MinSlots: 8, Tau: 5 * time.Minute}
 }
 
-// RankRecent ranks the root causes of an incident at time at from its
-// anomalies fired within cfg.Recent before at, the way the incident ranking
-// does (blame weights, callee explanation), with chronically noisy nodes
-// discounted. It is the view of "what broke now" of a long, merged incident.
-// An empty incidentID ranks every anomaly fired in the window: the suspects
-// of the moment across incidents.
 // lastSeen is when a was last known hot: its resolution, or its last update
 // while it fires.
 func lastSeen(a *Anomaly) time.Time {
@@ -163,6 +157,12 @@ func activeIn(a *Anomaly, from, at time.Time) bool {
 	return !a.FiredAt.After(at) && !lastSeen(a).Before(from)
 }
 
+// RankRecent ranks the root causes of an incident at time at from its
+// anomalies fired within cfg.Recent before at, the way the incident ranking
+// does (blame weights, callee explanation), with chronically noisy nodes
+// discounted. It is the view of "what broke now" of a long, merged incident.
+// An empty incidentID ranks every anomaly fired in the window: the suspects
+// of the moment across incidents.
 func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfig) ([]RootCause, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()

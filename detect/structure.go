@@ -222,8 +222,9 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 }
 
 // AddedMs sums each node's added time over the windows starting in
-// [from, to], each weighed by exp(-age/tau) (tau <= 0: all alike). It reads what Observe wrote under the engine's lock, which
-// RankRecent holds when it asks.
+// [from, to], each weighed by exp(-age/tau) (tau <= 0: all alike). It
+// reads what Observe wrote under the engine's lock, which RankRecent holds
+// when it asks.
 func (s *Structure) AddedMs(from, to time.Time, tau time.Duration) []NodeAdded {
 	idx := map[string]int{}
 	var out []NodeAdded
@@ -259,15 +260,30 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// ones and their evidence. A node whose every link slowed is the likely
 	// end at fault; one with a single slow link among many is not.
 	type links struct {
+		node         graph.Node
 		judged, slow int
 		rs           []reason
 	}
 	gaps := map[string]*links{}
-	// Own time now and at baseline, per node, and per link op for the
-	// link's two ends (weighted once the links' shares are known).
-	// slowBase/allBase: the baseline own time of the node's operations that
-	// slowed surely, and of all it judged; CPU starvation slows all of a
-	// service's work, a one-off slow call one operation.
+	gapOf := func(n graph.Node) *links {
+		g := gaps[n.ID()]
+		if g == nil {
+			g = &links{node: n}
+			gaps[n.ID()] = g
+		}
+		return g
+	}
+	// share is the part of a node's links that slowed.
+	share := func(id string) float64 {
+		if g := gaps[id]; g != nil && g.judged > 0 {
+			return float64(g.slow) / float64(g.judged)
+		}
+		return 0
+	}
+	// Added own time per node. slowBase/allBase: the baseline own time of
+	// the node's operations that slowed surely, and of all it judged; CPU
+	// starvation slows all of a service's work, a one-off slow call one
+	// operation.
 	type times struct{ excess, slowBase, allBase float64 }
 	own := map[string]*times{}
 	ownOf := func(id string) *times {
@@ -278,19 +294,13 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		}
 		return t
 	}
+	// Sure slow links' added time, shared by the two ends once every
+	// link of the window is judged.
 	type linkTime struct {
 		a, b   string
 		excess float64
 	}
 	var linkTimes []linkTime
-	gapOf := func(n graph.Node) *links {
-		g := gaps[n.ID()]
-		if g == nil {
-			g = &links{}
-			gaps[n.ID()] = g
-		}
-		return g
-	}
 	add := func(n graph.Node, r reason) {
 		id := n.ID()
 		j, ok := byNode[id]
@@ -390,9 +400,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		// A slow link counts for each end by the share of that end's links
 		// that are slow.
 		for _, id := range []string{lt.a, lt.b} {
-			if g := gaps[id]; g != nil && g.judged > 0 {
-				ownOf(id).excess += lt.excess * float64(g.slow) / float64(g.judged)
-			}
+			ownOf(id).excess += lt.excess * share(id)
 		}
 	}
 	ids := make([]string, 0, len(gaps))
@@ -404,16 +412,8 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	slices.Sort(ids)
 	for _, id := range ids {
 		g := gaps[id]
-		share := float64(g.slow) / float64(max(g.judged, g.slow))
-		var n graph.Node
-		if j, ok := byNode[id]; ok {
-			n = out[j].Node
-		}
 		for _, r := range g.rs {
-			if n.IsZero() {
-				n = nodeOfReason(ops, id)
-			}
-			add(n, reason{r.score * share, r.text})
+			add(g.node, reason{r.score * share(id), r.text})
 		}
 		out[byNode[id]].Judged = true
 	}
@@ -442,20 +442,6 @@ const excessUnitMs = 10
 
 // minExcessZ is how sure a self-time shift must be to count as added time.
 const minExcessZ = 3
-
-// nodeOfReason finds the node with this ID among the window's operations
-// and their peers.
-func nodeOfReason(ops []OpStat, id string) graph.Node {
-	for i := range ops {
-		if ops[i].Node.ID() == id {
-			return ops[i].Node
-		}
-		if ops[i].Peer.ID() == id {
-			return ops[i].Peer
-		}
-	}
-	return graph.Node{}
-}
 
 func cmpF(a, b float64) int {
 	switch {

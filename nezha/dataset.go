@@ -268,13 +268,19 @@ type Span struct {
 // ToSpan is the collector's span for this row: no kind, no status (the
 // dataset has neither), the service as the OTLP receiver would name it.
 func (s *Span) ToSpan(nodes map[string]graph.Node) traces.Span {
-	n, ok := nodes[s.Service]
-	if !ok {
-		n = NodeOf(s.Service)
-		nodes[s.Service] = n
-	}
+	n := nodeIn(nodes, s.Service)
 	return traces.Span{TraceID: s.TraceID, SpanID: s.SpanID, ParentID: s.ParentID, Service: n,
 		StartUnixNano: s.Start, EndUnixNano: s.End, GRPCStatus: -1, Protocol: graph.ProtoHTTP}
+}
+
+// nodeIn is service's node, made once and kept in nodes.
+func nodeIn(nodes map[string]graph.Node, service string) graph.Node {
+	n, ok := nodes[service]
+	if !ok {
+		n = NodeOf(service)
+		nodes[service] = n
+	}
+	return n
 }
 
 // MetricRow is one pod metric reading (one a minute).

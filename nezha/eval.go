@@ -223,11 +223,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 				if row.Time.Before(b.Start) {
 					continue
 				}
-				n, ok := nodes[row.Service]
-				if !ok {
-					n = NodeOf(row.Service)
-					nodes[row.Service] = n
-				}
+				n := nodeIn(nodes, row.Service)
 				for _, sp := range specs {
 					v := row.Values[colIdx[sp.col]]
 					if math.IsNaN(v) {

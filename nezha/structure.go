@@ -88,14 +88,6 @@ func opStats(spans []Span, sh []spanShape, i, j int, nodes map[string]graph.Node
 	}
 	byOp := map[[3]string]*acc{}
 	var order [][3]string
-	node := func(svc string) graph.Node {
-		n, ok := nodes[svc]
-		if !ok {
-			n = NodeOf(svc)
-			nodes[svc] = n
-		}
-		return n
-	}
 	for k := i; k < j; k++ {
 		s := &spans[k]
 		peer := sh[k].peer
@@ -103,9 +95,9 @@ func opStats(spans []Span, sh []spanShape, i, j int, nodes map[string]graph.Node
 		key := [3]string{s.Service, s.Operation, peer}
 		a := byOp[key]
 		if a == nil {
-			a = &acc{st: detect.OpStat{Node: node(s.Service), Operation: s.Operation, Children: map[string]int{}}}
+			a = &acc{st: detect.OpStat{Node: nodeIn(nodes, s.Service), Operation: s.Operation, Children: map[string]int{}}}
 			if peer != "" {
-				a.st.Peer = node(peer)
+				a.st.Peer = nodeIn(nodes, peer)
 				a.st.Operation += " -> " + peer
 			}
 			byOp[key] = a
