@@ -525,7 +525,7 @@ func (b *builtinCtx) explain(focus string) string {
 
 // typeRank orders anomaly types by how much they say about a failure.
 var typeRank = map[string]int{detect.TypeErrors: 0, detect.TypeBadVersion: 1, detect.TypeLatency: 2, detect.TypeMTLS: 3,
-	detect.TypePolicy: 4, detect.TypeUnexpected: 5, detect.TypeTraffic: 6}
+	detect.TypePolicy: 4, detect.TypeUnexpected: 5, detect.TypeResource: 6, detect.TypeTraffic: 7}
 
 func ownAnomaly(list []AnomalyData, svc, focus string) *AnomalyData {
 	list = slices.Clone(list)

@@ -57,17 +57,26 @@ func (b *BaseRates) Record(a *Anomaly) {
 			b.order = b.order[1:]
 		}
 	}
+	sig := signalOf(a)
 	for i, id := range ids {
 		// Weak blame (a caller's outbound errors) is not the node's own noise.
 		if ws == nil || ws[i] >= 0.5 {
-			m[id] = true
+			m[rateKey(id, sig)] = true
 		}
 	}
 }
 
+// signalOf is the kind of evidence a is, for base rates: a service whose
+// trace timing wobbles all day still has a telling CPU jump.
+func signalOf(a *Anomaly) string { return a.Type + "/" + a.Metric }
+
+func rateKey(node, signal string) string { return node + "\x00" + signal }
+
 // Rate is the share of active slots ending before t in which node was
-// blamed, and how many active slots that is out of.
-func (b *BaseRates) Rate(node string, before time.Time) (rate float64, slots int) {
+// blamed by anomalies of signal (Anomaly.Type + "/" + Anomaly.Metric), and
+// how many active slots that is out of.
+func (b *BaseRates) Rate(node, signal string, before time.Time) (rate float64, slots int) {
+	key := rateKey(node, signal)
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	lim := before.UnixNano() / int64(b.slot)
@@ -77,7 +86,7 @@ func (b *BaseRates) Rate(node string, before time.Time) (rate float64, slots int
 			break
 		}
 		slots++
-		if b.slots[k][node] {
+		if b.slots[k][key] {
 			hit++
 		}
 	}
@@ -92,8 +101,9 @@ type RecentRankConfig struct {
 	// Recent: only anomalies fired within this long before the ranking time
 	// count; older ones of a long-lived incident are stale.
 	Recent time.Duration
-	// Noise, when set, discounts each node's score by exp(-NoiseWeight *
-	// base rate), learned from slots before the recent window.
+	// Noise, when set, discounts each piece of evidence by exp(-NoiseWeight
+	// * base rate) of its node and signal, learned from slots before the
+	// recent window.
 	Noise       *BaseRates
 	NoiseWeight float64
 	// MinSlots: below this many learned slots no discount applies.
@@ -103,9 +113,11 @@ type RecentRankConfig struct {
 	// wrong now outranks what was wrong a few minutes ago.
 	Tau time.Duration
 	// Added, when set, adds to each node log2(1 + ms/10) for the time its
-	// own work added to requests in the window (Structure measures it from
-	// trace timing): the service that made requests slower outranks the
-	// ones that only waited for it or wobbled by a millisecond.
+	// own work added to requests in the window beyond what it usually adds
+	// (Structure measures it from trace timing): the service that made
+	// requests slower outranks the ones that only waited for it or wobbled
+	// by a millisecond. It is net of the node's noise already, so no base
+	// rate discounts it.
 	Added AddedTime
 }
 
@@ -148,6 +160,16 @@ func recency(a *Anomaly, at time.Time, tau time.Duration) float64 {
 		return 1
 	}
 	return math.Exp(-at.Sub(seen).Seconds() / tau.Seconds())
+}
+
+// onset weighs down evidence that began before the window from by
+// exp(-(from - Since)/recent): what has been wrong for hours is the old
+// normal, not what broke now, even while it still fires.
+func onset(a *Anomaly, from time.Time, recent time.Duration) float64 {
+	if !a.Since.Before(from) || recent <= 0 {
+		return 1
+	}
+	return math.Exp(-from.Sub(a.Since).Seconds() / recent.Seconds())
 }
 
 // activeIn reports whether a fired in [from, at] or was last seen hot then:
@@ -199,9 +221,8 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		since      time.Time
 		prop       bool
 		ids        []string
-		rate       float64
+		rate       float64 // base rate of the top anomaly's signal
 		discounted bool
-		factor     float64
 	}
 	nodes := map[string]*acc{}
 	var order []string
@@ -222,12 +243,20 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 			if ws != nil {
 				w = ws[i]
 			}
-			s := w * strength(a) * recency(a, at, cfg.Tau)
+			s := w * strength(a) * recency(a, at, cfg.Tau) * onset(a, from, cfg.Recent)
+			rate, known := 0.0, false
+			if cfg.Noise != nil {
+				if r, slots := cfg.Noise.Rate(nid, signalOf(a), from); slots >= cfg.MinSlots {
+					rate, known = r, true
+					s *= math.Exp(-cfg.NoiseWeight * r)
+				}
+			}
 			if n.top == nil || s > n.best {
 				if n.top != nil {
 					n.sum += n.best
 				}
 				n.best, n.top = s, a
+				n.rate, n.discounted = rate, known
 			} else {
 				n.sum += s
 			}
@@ -259,14 +288,6 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		if n.top != nil {
 			sc = n.best + 0.25*n.sum
 		}
-		n.factor = 1
-		if cfg.Noise != nil {
-			if r, slots := cfg.Noise.Rate(id, from); slots >= cfg.MinSlots {
-				n.rate, n.discounted = r, true
-				n.factor = math.Exp(-cfg.NoiseWeight * r)
-				sc *= n.factor
-			}
-		}
 		in = append(in, NodeScore{ID: id, Score: sc, Since: n.since, Propagating: n.prop})
 	}
 	callees := map[string][]string{}
@@ -282,7 +303,7 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		// callees: no callee explains it away.
 		for i := range ranked {
 			if ms := added[ranked[i].ID]; ms > 0 {
-				ranked[i].Score += nodes[ranked[i].ID].factor * math.Log2(1+ms/excessUnitMs)
+				ranked[i].Score += math.Log2(1 + ms/excessUnitMs)
 			}
 		}
 		slices.SortStableFunc(ranked, func(a, b Ranked) int { return cmp.Compare(b.Score, a.Score) })
@@ -304,7 +325,7 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 			ex += fmt.Sprintf("; likely a consequence of %s, which it calls", nodes[r.ExplainedBy].ref.Name)
 		}
 		if n.discounted && n.rate > 0 {
-			ex += fmt.Sprintf("; anomalous in %.0f%% of earlier periods, discounted", 100*n.rate)
+			ex += fmt.Sprintf("; %s anomalous in %.0f%% of earlier periods, discounted", n.top.Metric, 100*n.rate)
 		}
 		out = append(out, RootCause{Node: n.ref, Score: math.Round(r.Score*100) / 100, Explained: r.Explained, Explanation: ex, Anomalies: n.ids})
 	}

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +47,7 @@ func TestBaseRates(t *testing.T) {
 		{"unknown", t0.Add(100 * time.Minute), 0, 10},
 		{"order", t0, 0, 0},
 	} {
-		r, n := br.Rate(id(tc.node), tc.before)
+		r, n := br.Rate(id(tc.node), TypeNodeMetric+"/cpu", tc.before)
 		if math.Abs(r-tc.rate) > 1e-9 || n != tc.slots {
 			t.Errorf("Rate(%s, %s) = %.2f over %d slots, want %.2f over %d", tc.node, tc.before.Format("15:04"), r, n, tc.rate, tc.slots)
 		}
@@ -61,14 +62,7 @@ func TestBaseRates(t *testing.T) {
 // incident's own ranking keeps the stale, stronger order first; RankRecent
 // ranks route first, and the base rate discount does too.
 func TestRankRecent(t *testing.T) {
-	eng, err := New(DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	br, err := NewBaseRates(10*time.Minute, 100)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, br := newRankTest(t)
 	br.Attach(eng)
 	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
 	fire := func(a *Anomaly) {
@@ -148,6 +142,7 @@ func TestRankRecentTauAndAdded(t *testing.T) {
 		{"no recency: the stronger, older anomaly", RecentRankConfig{Recent: 10 * time.Minute}, nil, "order"},
 		{"recency: what is hot now", RecentRankConfig{Recent: 10 * time.Minute, Tau: 2 * time.Minute}, nil, "route"},
 		{"added time outranks both", RecentRankConfig{Recent: 10 * time.Minute}, []NodeAdded{{Node: ref("station"), Ms: 1e6}}, "station"},
+		{"firing for hours: the old normal", RecentRankConfig{Recent: 10 * time.Minute, Tau: 2 * time.Minute}, nil, "route"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			eng, err := New(DefaultConfig(), nil, nil)
@@ -157,6 +152,11 @@ func TestRankRecentTauAndAdded(t *testing.T) {
 			old := nodeAnomaly("order", t0.Add(time.Minute), 60)
 			gone := t0.Add(2 * time.Minute)
 			old.ResolvedAt, old.State = &gone, StateResolved
+			if strings.HasPrefix(tc.name, "firing for hours") {
+				// Still firing and updated now, but since three hours.
+				old = nodeAnomaly("order", t0.Add(-3*time.Hour), 60)
+				old.UpdatedAt = at
+			}
 			now := nodeAnomaly("route", at.Add(-30*time.Second), 20)
 			eng.mu.Lock()
 			for _, a := range []*Anomaly{old, now} {
@@ -186,3 +186,73 @@ func TestRankRecentTauAndAdded(t *testing.T) {
 type fixedAdded []NodeAdded
 
 func (f fixedAdded) AddedMs(from, to time.Time, tau time.Duration) []NodeAdded { return f }
+
+// Base rates are per node and signal: order's trace timing wobbles in
+// every period, so a new wobble says little, but its first CPU jump is
+// full evidence, and a resource anomaly blames more than trace timing.
+func TestRankRecentDiscountsBySignal(t *testing.T) {
+	eng, br := newRankTest(t)
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	at := t0.Add(100 * time.Minute)
+	kind := func(a *Anomaly, typ, metric string) *Anomaly {
+		a.Type, a.Metric = typ, metric
+		return a
+	}
+	var as []*Anomaly
+	for i := 0; i < 9; i++ {
+		a := kind(nodeAnomaly("order", t0.Add(time.Duration(i)*10*time.Minute), 30), TypeNodeMetric, "trace_structure")
+		resolved := a.FiredAt.Add(time.Minute)
+		a.ResolvedAt, a.State = &resolved, StateResolved
+		as = append(as, a)
+		br.Record(a)
+	}
+	// route's timing was calm until now, like order's CPU.
+	br.Record(kind(nodeAnomaly("route", t0, 30), TypeResource, "cpu"))
+	for _, tc := range []struct {
+		name  string
+		now   []*Anomaly
+		first string
+	}{
+		{"noisy signal discounted", []*Anomaly{
+			kind(nodeAnomaly("order", at.Add(-time.Minute), 30), TypeNodeMetric, "trace_structure"),
+			kind(nodeAnomaly("route", at.Add(-time.Minute), 20), TypeNodeMetric, "trace_structure")}, "route"},
+		{"a calm signal of a noisy node counts in full", []*Anomaly{
+			kind(nodeAnomaly("order", at.Add(-time.Minute), 15), TypeResource, "cpu"),
+			kind(nodeAnomaly("route", at.Add(-time.Minute), 20), TypeNodeMetric, "trace_structure")}, "order"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng.mu.Lock()
+			eng.byID = map[string]*Anomaly{}
+			for _, a := range append(slices.Clone(as), tc.now...) {
+				a.key = a.Type + "|" + a.Subject.String() + "|" + a.FiredAt.String()
+				a.ID = stableID("an", a.key, a.Since)
+				eng.byID[a.ID] = a
+			}
+			eng.mu.Unlock()
+			got, err := eng.RankRecent("", at, RecentRankConfig{Recent: 10 * time.Minute, Noise: br, NoiseWeight: 2.5, MinSlots: 5})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(got) == 0 || got[0].Node.Name != tc.first {
+				t.Fatalf("ranking %+v, want %s first", got, tc.first)
+			}
+		})
+	}
+	if r, _ := br.Rate(RefOf(graph.Node{Workload: "order", App: "order", Kind: graph.KindWorkload}).ID, TypeResource+"/cpu", at); r != 0 {
+		t.Errorf("order's CPU base rate %.2f, want 0: only its trace structure was noisy", r)
+	}
+}
+
+// newRankTest is an engine and base rates of 10-minute slots.
+func newRankTest(t *testing.T) (*Engine, *BaseRates) {
+	t.Helper()
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	br, err := NewBaseRates(10*time.Minute, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, br
+}

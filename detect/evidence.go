@@ -9,10 +9,16 @@ import (
 	"github.com/meshlens/meshlens/graph"
 )
 
-// TypeNodeMetric: a service's own resource metric (CPU, memory, throughput)
-// left its baseline. Latency and success metrics a service reports about
-// itself become latency and error anomalies on the node instead.
-const TypeNodeMetric = "node_metric"
+// Node evidence anomaly types. Latency and success metrics a service
+// reports about itself become latency and error anomalies on the node.
+const (
+	// TypeResource: the service's use of a limited resource (CPU, memory)
+	// left its baseline; it weighs more as a cause than latency does.
+	TypeResource = "resource"
+	// TypeNodeMetric: any other metric of the service's own (throughput,
+	// trace structure) left its baseline.
+	TypeNodeMetric = "node_metric"
+)
 
 // NodeSample is one reading of a service-level metric that comes from
 // outside the mesh's edges (pod metrics: CPU, memory, the pod's own latency
@@ -25,7 +31,8 @@ type NodeSample struct {
 	Metric   string // e.g. "cpu", "server_p90", "success_rate"
 	Value    float64
 	Unit     string // ms, ratio, ...
-	// Type of the anomaly it raises: TypeLatency, TypeErrors or TypeNodeMetric.
+	// Type of the anomaly it raises: TypeLatency, TypeErrors, TypeResource
+	// or TypeNodeMetric.
 	Type string
 	// Log compares in log space (latencies, rates spanning magnitudes).
 	Log bool

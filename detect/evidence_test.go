@@ -19,8 +19,8 @@ func TestNodeEvidence(t *testing.T) {
 		fires  bool
 		typ    string
 	}{
-		{"cpu contention", NodeSample{Metric: "cpu", Type: TypeNodeMetric, Log: true, Direction: 1, Floor: 5},
-			func(i int) float64 { return 1 + 0.2*math.Sin(float64(i)) }, 95, true, TypeNodeMetric},
+		{"cpu contention", NodeSample{Metric: "cpu", Type: TypeResource, Log: true, Direction: 1, Floor: 5},
+			func(i int) float64 { return 1 + 0.2*math.Sin(float64(i)) }, 95, true, TypeResource},
 		{"latency drop is not a fault", NodeSample{Metric: "server_p90", Type: TypeLatency, Log: true, Direction: 1, Floor: 50},
 			func(i int) float64 { return 200 + 20*math.Sin(float64(i)) }, 20, false, ""},
 		{"flat success rate, small wobble under the floor", NodeSample{Metric: "success_rate", Type: TypeErrors, Direction: -1, Floor: 5},

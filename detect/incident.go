@@ -46,6 +46,10 @@ func blame(a *Anomaly) (ids []string, w []float64) {
 		return []string{s.Target.ID, s.Source.ID}, []float64{1, 0.5}
 	case TypeBadVersion:
 		return []string{s.Node.ID}, []float64{1.5}
+	case TypeResource:
+		// A starved or runaway service is a cause: its resource use does
+		// not travel along calls the way latency does.
+		return []string{s.Node.ID}, []float64{1.5}
 	case TypeNodeMetric:
 		return []string{s.Node.ID}, []float64{1}
 	}

@@ -114,6 +114,7 @@ type structNode struct {
 	judged, hot  int
 	firing       *Anomaly
 	cold, hotRun int
+	excess       []float64 // added time of the node's recent windows
 }
 
 // NewStructure builds the trace-structure detector of e; it starts nothing.
@@ -206,8 +207,26 @@ func (s *Structure) Observe(t time.Time, step time.Duration, ops []OpStat) []Nod
 func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 	var w windowAdded
 	for i := range scores {
-		if scores[i].ExcessMs > 0 {
-			w.nodes = append(w.nodes, NodeAdded{Node: RefOf(scores[i].Node), Ms: scores[i].ExcessMs})
+		sc := &scores[i]
+		n := s.nodes[sc.Node.ID()]
+		if n == nil {
+			n = &structNode{}
+			s.nodes[sc.Node.ID()] = n
+		}
+		// What the node usually adds in a window (the upper quartile of
+		// its recent windows, zeros included) is its noise, not a change.
+		ms := sc.ExcessMs
+		if len(n.excess) >= 5 {
+			s.self = append(s.self[:0], n.excess...)
+			slices.Sort(s.self)
+			ms -= quantileSorted(s.self, usualExcessQ)
+		}
+		n.excess = append(n.excess, sc.ExcessMs)
+		if len(n.excess) > selfWindows {
+			n.excess = n.excess[len(n.excess)-selfWindows:]
+		}
+		if ms > 0 {
+			w.nodes = append(w.nodes, NodeAdded{Node: RefOf(sc.Node), Ms: ms})
 		}
 	}
 	cut := 0
@@ -221,8 +240,9 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 	}
 }
 
-// AddedMs sums each node's added time over the windows starting in
-// [from, to], each weighed by exp(-age/tau) (tau <= 0: all alike). It
+// AddedMs sums each node's added time, net of what it usually adds in a
+// window, over the windows starting in [from, to], each weighed by
+// exp(-age/tau) (tau <= 0: all alike). It
 // reads what Observe wrote under the engine's lock, which RankRecent holds
 // when it asks.
 func (s *Structure) AddedMs(from, to time.Time, tau time.Duration) []NodeAdded {
@@ -566,9 +586,17 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 		}
 		if o.SelfMs > 0 {
 			b.selfLog = append(b.selfLog, math.Log(o.SelfMs+s.cfg.MinSelfMs))
-			if len(b.selfLog) > 60 {
-				b.selfLog = b.selfLog[len(b.selfLog)-60:]
+			if len(b.selfLog) > selfWindows {
+				b.selfLog = b.selfLog[len(b.selfLog)-selfWindows:]
 			}
 		}
 	}
 }
+
+// usualExcessQ is the quantile of a node's recent added times taken as
+// its usual noise.
+const usualExcessQ = 0.75
+
+// selfWindows is how many window medians a self-time baseline keeps, and
+// how many windows of added time a node's noise is learned from.
+const selfWindows = 60

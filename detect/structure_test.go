@@ -231,3 +231,63 @@ func newTestStructure(t *testing.T) (*Engine, *Structure) {
 	}
 	return eng, st
 }
+
+// An operation that is slow in most windows is how that service runs, not
+// a fault: it stops firing and its slow windows add no time. One slow in
+// every third window stays a sure shift each time, but what its service
+// adds then is its usual noise, not added time. A real slowdown elsewhere
+// keeps its full added time.
+func TestStructureLearnsChronicSlowness(t *testing.T) {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	order, seat, basic := node("order"), node("seat"), node("basic")
+	window := func(i int, basicMs float64) []OpStat {
+		orderMs, seatMs := 0.6, 0.6
+		if i%5 < 3 {
+			orderMs = 3 // a database slow in three windows of five
+		}
+		if i%3 == 0 {
+			seatMs = 3 // one slow in every third window
+		}
+		return []OpStat{
+			{Node: order, Operation: "SELECT ts.orders", Spans: 10, SelfMs: orderMs},
+			{Node: seat, Operation: "SELECT ts.seats", Spans: 10, SelfMs: seatMs},
+			{Node: basic, Operation: "/basic/travels", Spans: 10, SelfMs: basicMs},
+		}
+	}
+	eng, st := newTestStructure(t)
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	orderFiring := 0
+	for i := 0; i < 90; i++ {
+		st.Observe(t0.Add(time.Duration(i)*step), step, window(i, 2+float64(i%2)))
+		if i < 60 {
+			continue
+		}
+		for _, a := range eng.Anomalies(Filter{State: StateFiring}) {
+			if a.Subject.Node.Name == "order" {
+				orderFiring++
+			}
+		}
+	}
+	if orderFiring > 0 {
+		t.Errorf("order fired in %d of the last 30 windows though it is slow in most windows, want 0", orderFiring)
+	}
+	at := t0.Add(90 * step) // i = 90: a slow window of order and of seat
+	raw := map[string]float64{}
+	for _, sc := range st.Observe(at, step, window(90, 60)) {
+		raw[sc.Node.Name()] = sc.ExcessMs
+	}
+	if raw["order"] > 0 {
+		t.Errorf("order's usual self time counts as %.0fms of excess, want none", raw["order"])
+	}
+	added := map[string]float64{}
+	for _, na := range st.AddedMs(at, at, 0) {
+		added[na.Node.Name] = na.Ms
+	}
+	if raw["seat"] <= 0 || added["seat"] > 0 {
+		t.Errorf("seat's slow window: %.0fms excess, %.0fms added; want some excess (a sure shift) but none added (its usual noise)", raw["seat"], added["seat"])
+	}
+	if added["basic"] < 500 {
+		t.Errorf("basic slowed from ~2.5ms to 60ms on 10 spans: %.0fms added, want >= 500", added["basic"])
+	}
+}

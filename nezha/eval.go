@@ -82,10 +82,11 @@ func DefaultEvalConfig(signals string) EvalConfig {
 type FaultResult struct {
 	Fault
 	Detected  bool
-	Delay     time.Duration // first anomaly after the injection
-	FirstSeen string        // summary of that anomaly
-	Rank      int           // 1-based rank of the injected service; 0 = not ranked
-	Top       string        // top-ranked root cause
+	Delay     time.Duration      // first anomaly after the injection
+	FirstSeen string             // summary of that anomaly
+	Rank      int                // 1-based rank of the injected service; 0 = not ranked
+	Top       string             // top-ranked root cause
+	Causes    []detect.RootCause // the ranking scored, first few
 }
 
 // DayResult is the evaluation of one day in one signal mode.
@@ -130,8 +131,8 @@ type metricSpec struct {
 // requests in a minute's reading, so its p99 is the slowest single request,
 // a GC pause, and spikes on its own).
 var specs = []metricSpec{
-	{col: "CpuUsageRate(%)", name: "cpu", typ: detect.TypeNodeMetric, unit: "%", scale: 1, log: true, direction: 1, floor: 5},
-	{col: "MemoryUsageRate(%)", name: "memory", typ: detect.TypeNodeMetric, unit: "%", scale: 1, direction: 1, floor: 5},
+	{col: "CpuUsageRate(%)", name: "cpu", typ: detect.TypeResource, unit: "%", scale: 1, log: true, direction: 1, floor: 5},
+	{col: "MemoryUsageRate(%)", name: "memory", typ: detect.TypeResource, unit: "%", scale: 1, direction: 1, floor: 5},
 	{col: "PodServerLatencyP90(s)", name: "server_p90", typ: detect.TypeLatency, unit: "ms", scale: 1000, log: true, direction: 1, floor: 50},
 	{col: "PodSuccessRate(%)", name: "success_rate", typ: detect.TypeErrors, unit: "%", scale: 1, direction: -1, floor: 5},
 }
@@ -191,6 +192,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 	}
 	results := make([]FaultResult, len(faults))
 	captured := make([]bool, len(faults))
+	scoreAt := scoreTimes(faults, cfg.Horizon, cfg.Resolution)
 
 	colIdx := map[string]int{}
 	for i, c := range MetricColumns {
@@ -242,7 +244,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 			freeObserved += b.End.Sub(b.Start)
 		}
 		for i, f := range faults {
-			if !captured[i] && !b.End.Before(f.Time.Add(cfg.Horizon)) {
+			if !captured[i] && !b.End.Before(scoreAt[i]) {
 				captured[i] = true
 				results[i] = score(eng, fired, f, cfg.Horizon, b.End, rankCfg, cfg.RankPooled)
 			}
@@ -318,6 +320,22 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 	return res, nil
 }
 
+// scoreTimes is when each fault (in time order) is scored: at the horizon,
+// or one bucket before the next fault is injected, so that its ranking is
+// not the next fault's.
+func scoreTimes(faults []Fault, horizon, bucket time.Duration) []time.Time {
+	at := make([]time.Time, len(faults))
+	for i, f := range faults {
+		at[i] = f.Time.Add(horizon)
+		if i+1 < len(faults) {
+			if next := faults[i+1].Time.Add(-bucket); next.Before(at[i]) && next.After(f.Time) {
+				at[i] = next
+			}
+		}
+	}
+	return at
+}
+
 // score looks at the anomalies fired within the horizon after f and ranks
 // the injected service in the incident most of them belong to: its own
 // ranking, or (rc.Recent > 0) RankRecent at time at of that incident or,
@@ -368,6 +386,7 @@ func score(eng *detect.Engine, fired []detect.Anomaly, f Fault, horizon time.Dur
 			causes = rr
 		}
 	}
+	fr.Causes = causes[:min(len(causes), keptCauses)]
 	for i, rc := range causes {
 		if i == 0 {
 			fr.Top = rc.Node.Name
@@ -390,6 +409,10 @@ func follow(eng *detect.Engine, id string) (detect.Incident, bool) {
 	}
 	return detect.Incident{}, false
 }
+
+// keptCauses is how much of each fault's ranking a result keeps for
+// WriteOptions.Explain.
+const keptCauses = 10
 
 // Totals sums fault results.
 type Totals struct {
@@ -440,9 +463,16 @@ func (t *Totals) row(name string) string {
 
 const tableHead = "%-22s %6s %8s %8s %8s %10s\n"
 
+// WriteOptions tunes Write.
+type WriteOptions struct {
+	// Explain, when > 0, prints under each fault the first Explain root
+	// causes of the ranking scored, with their scores and explanations.
+	Explain int
+}
+
 // Write prints the per-fault, per-type and per-day tables of one signal
 // mode and its final line "overall top1=X top3=Y detect=Z".
-func Write(w interface{ Write([]byte) (int, error) }, days []*DayResult) Totals {
+func Write(w interface{ Write([]byte) (int, error) }, days []*DayResult, opt WriteOptions) Totals {
 	var b strings.Builder
 	var overall Totals
 	byType := map[string]*Totals{}
@@ -475,6 +505,9 @@ func Write(w interface{ Write([]byte) (int, error) }, days []*DayResult) Totals 
 				rank = fmt.Sprint(f.Rank)
 			}
 			fmt.Fprintf(&b, "   %-8s %-34s %-15s %-9s %5s  %-30s %s\n", f.Time.UTC().Format("15:04:05"), f.Service, f.Type, det, rank, f.Top, trunc(f.FirstSeen, 80))
+			for j, c := range f.Causes[:min(len(f.Causes), opt.Explain)] {
+				fmt.Fprintf(&b, "        %2d. %-30s %7.2f  %s\n", j+1, c.Node.Name, c.Score, trunc(c.Explanation, 160))
+			}
 			overall.Add(f)
 			t := byType[f.Type]
 			if t == nil {

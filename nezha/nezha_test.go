@@ -186,7 +186,7 @@ func TestEvalDaySkipsUnknownPod(t *testing.T) {
 			t.Errorf("%s: spans %d calls %d, want 86 and 12", mode, r.Spans, r.Calls)
 		}
 		var b strings.Builder
-		Write(&b, []*DayResult{r})
+		Write(&b, []*DayResult{r}, WriteOptions{Explain: 3})
 		if !strings.Contains(b.String(), "overall top1=") || !strings.Contains(b.String(), "1 faults scored") {
 			t.Errorf("%s: report lacks the final line:\n%s", mode, b.String())
 		}
@@ -257,5 +257,23 @@ func TestReplayReportsReceiverErrors(t *testing.T) {
 	_, err := Replay(context.Background(), l, ReplayConfig{Endpoint: srv.URL, Speed: 1e4}, nil)
 	if err == nil || !strings.Contains(err.Error(), "503") {
 		t.Fatalf("err = %v, want the receiver's 503", err)
+	}
+}
+
+func TestScoreTimes(t *testing.T) {
+	t0 := time.Date(2023, 1, 29, 9, 0, 0, 0, time.UTC)
+	at := func(m, s int) time.Time { return t0.Add(time.Duration(m)*time.Minute + time.Duration(s)*time.Second) }
+	faults := []Fault{{Time: at(0, 0)}, {Time: at(4, 10)}, {Time: at(20, 0)}, {Time: at(20, 10)}}
+	got := scoreTimes(faults, 5*time.Minute, 30*time.Second)
+	want := []time.Time{
+		at(3, 40),  // the next fault comes before the horizon: one bucket before it
+		at(9, 10),  // the next fault is far: the horizon
+		at(25, 0),  // the next fault is within a bucket: nothing to score before it, the horizon
+		at(25, 10), // the last fault: the horizon
+	}
+	for i := range want {
+		if !got[i].Equal(want[i]) {
+			t.Errorf("fault %d at %s scored at %s, want %s", i, faults[i].Time.Format("15:04:05"), got[i].Format("15:04:05"), want[i].Format("15:04:05"))
+		}
 	}
 }

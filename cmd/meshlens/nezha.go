@@ -21,6 +21,7 @@ func evalNezha(args []string) error {
 	structure := fs.Bool("structure", true, "add trace-structure evidence (calls per span of each operation, self time)")
 	synthetic := fs.String("synthetic", "", "move every labelled fault onto a seeded pod as a synthetic fault rewritten into the real spans: network_delay:DURATION or cpu_contention:FACTOR")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic faults' pods")
+	explain := fs.Int("explain", 0, "print under each fault the first N root causes of its ranking, with scores and explanations")
 	recent := fs.Duration("recent", 0, "rank the anomalies fired this long before scoring time (0: the default)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -92,7 +93,7 @@ func evalNezha(args []string) error {
 			res = append(res, r)
 		}
 		fmt.Println()
-		nezha.Write(os.Stdout, res)
+		nezha.Write(os.Stdout, res, nezha.WriteOptions{Explain: *explain})
 	}
 	for _, l := range loaded {
 		fmt.Println()
