@@ -70,6 +70,13 @@ func TestNodeEvidence(t *testing.T) {
 				t.Errorf("since %s, want %s", a.Since, want)
 			}
 			incs := eng.Incidents(IncidentFilter{})
+			if a.Type == TypeResource {
+				// A cause with no symptom: an anomaly, not an incident.
+				if len(incs) != 0 {
+					t.Fatalf("incidents %+v, want none from a resource anomaly alone", incs)
+				}
+				return
+			}
 			if len(incs) != 1 || len(incs[0].RootCauses) == 0 || incs[0].RootCauses[0].Node.Name != "svc-a" {
 				t.Fatalf("incidents %+v, want one led by svc-a", incs)
 			}
@@ -77,5 +84,54 @@ func TestNodeEvidence(t *testing.T) {
 				t.Errorf("incident %s, want resolved after the readings returned to normal", incs[0].State)
 			}
 		})
+	}
+}
+
+// A resource anomaly opens no incident of its own; when a symptom on the
+// same service follows, the incident it opens holds both, and the resource
+// anomaly's service leads.
+func TestResourceJoinsSymptomIncident(t *testing.T) {
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultEvidenceConfig()
+	ev, err := NewNodeEvidence(eng, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	for i := 0; i < 40; i++ {
+		cpu, p90 := 1+0.2*math.Sin(float64(i)), 200+20*math.Sin(float64(i))
+		if i >= 30 {
+			cpu = 95
+		}
+		if i >= 33 {
+			p90 = 2000
+		}
+		ev.Observe(t0.Add(time.Duration(i)*time.Minute), time.Minute, []NodeSample{
+			{Node: node("svc-a"), Metric: "cpu", Type: TypeResource, Value: cpu, Log: true, Direction: 1, Floor: 5},
+			{Node: node("svc-a"), Metric: "server_p90", Type: TypeLatency, Value: p90, Unit: "ms", Log: true, Direction: 1, Floor: 50},
+		})
+		if i == 32 {
+			if incs := eng.Incidents(IncidentFilter{}); len(incs) != 0 {
+				t.Fatalf("an incident before any symptom: %+v", incs)
+			}
+			if n := len(eng.Anomalies(Filter{State: StateFiring})); n != 1 {
+				t.Fatalf("%d firing anomalies before the symptom, want the CPU one", n)
+			}
+		}
+	}
+	incs := eng.Incidents(IncidentFilter{})
+	if len(incs) != 1 {
+		t.Fatalf("%d incidents, want 1", len(incs))
+	}
+	in := incs[0]
+	if len(in.Anomalies) != 2 || len(in.RootCauses) == 0 || in.RootCauses[0].Node.Name != "svc-a" {
+		t.Errorf("incident with %d anomalies led by %v, want the CPU and latency anomalies, svc-a first", len(in.Anomalies), in.RootCauses)
+	}
+	if want := t0.Add(30 * time.Minute); !in.Start.Equal(want) {
+		t.Errorf("incident starts %s, want %s (when the CPU jumped)", in.Start, want)
 	}
 }

@@ -64,6 +64,19 @@ func strength(a *Anomaly) float64 {
 	return sev * (1 + math.Log1p(math.Max(a.Score, 0)))
 }
 
+// opens reports whether a group of anomalies is an incident: it holds a
+// firing symptom. A resource anomaly alone (a CPU jump nothing suffers
+// from) stays an anomaly and joins the incident a symptom opens: page on
+// symptoms, rank with causes.
+func opens(g []*Anomaly) bool {
+	for _, a := range g {
+		if a.State == StateFiring && a.Type != TypeResource {
+			return true
+		}
+	}
+	return false
+}
+
 func propagating(t string) bool {
 	return t == TypeLatency || t == TypeErrors || t == TypeBadVersion
 }
@@ -144,7 +157,7 @@ func (e *Engine) updateIncidents(end time.Time) {
 				inc = old
 			}
 		}
-		if inc == nil && !firing {
+		if inc == nil && !(firing && opens(g)) {
 			continue
 		}
 		if inc == nil {

@@ -96,6 +96,9 @@ type DayResult struct {
 	Skipped        []Problem // faults that could not be scored
 	FalseIncidents int
 	FalseList      []string
+	// Lone: anomalies between faults that opened no incident (a pod's CPU
+	// jump with no symptom): shown, never paged.
+	Lone []string
 	FreeHours      float64 // observed time outside fault windows
 	Spans          int
 	Calls          uint64
@@ -316,6 +319,11 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 			res.FalseList = append(res.FalseList, in.Start.UTC().Format("15:04:05")+" "+in.Title)
 		}
 	}
+	for _, a := range fired {
+		if cur, ok := eng.Anomaly(a.ID); ok && cur.IncidentID == "" && !inFault(a.Since) {
+			res.Lone = append(res.Lone, a.Since.UTC().Format("15:04:05")+" "+a.Summary)
+		}
+	}
 	res.Elapsed = time.Since(began)
 	return res, nil
 }
@@ -524,6 +532,9 @@ func Write(w interface{ Write([]byte) (int, error) }, days []*DayResult, opt Wri
 		for _, s := range d.FalseList {
 			fmt.Fprintf(&b, "   false incident: %s\n", trunc(s, 120))
 		}
+		for _, s := range d.Lone {
+			fmt.Fprintf(&b, "   anomaly without incident between faults: %s\n", trunc(s, 120))
+		}
 	}
 	fmt.Fprintf(&b, "\nper fault type (signals=%s)\n", signals)
 	fmt.Fprintf(&b, tableHead, "type", "faults", "top1", "top3", "detect", "median")
@@ -538,7 +549,7 @@ func Write(w interface{ Write([]byte) (int, error) }, days []*DayResult, opt Wri
 		for i := range d.Faults {
 			t.Add(&d.Faults[i])
 		}
-		fmt.Fprintf(&b, "%s  false incidents %d in %.2f h between faults (%.2f/h)\n", t.row(d.Day), d.FalseIncidents, d.FreeHours, perHour(d.FalseIncidents, d.FreeHours))
+		fmt.Fprintf(&b, "%s  false incidents %d in %.2f h between faults (%.2f/h); %d anomalies without incident\n", t.row(d.Day), d.FalseIncidents, d.FreeHours, perHour(d.FalseIncidents, d.FreeHours), len(d.Lone))
 	}
 	sps := 0.0
 	if elapsed > 0 {
