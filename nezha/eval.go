@@ -98,12 +98,12 @@ type DayResult struct {
 	FalseList      []string
 	// Lone: anomalies between faults that opened no incident (a pod's CPU
 	// jump with no symptom): shown, never paged.
-	Lone []string
-	FreeHours      float64 // observed time outside fault windows
-	Spans          int
-	Calls          uint64
-	Elapsed        time.Duration
-	Problems       []Problem
+	Lone      []string
+	FreeHours float64 // observed time outside fault windows
+	Spans     int
+	Calls     uint64
+	Elapsed   time.Duration
+	Problems  []Problem
 }
 
 // SpansPerSecond is the replay speed of the run.
