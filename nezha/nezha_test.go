@@ -94,45 +94,82 @@ func (c *collect) Ingest(b []graph.Observation) {
 }
 
 // The spans carry no kinds: calls come from cross-service parent->child
-// pairs through the traces collector's own pairer.
+// pairs through the traces collector's own pairer. The Online Boutique
+// layout of the same study (gRPC operation names, some server spans
+// prefixed "grpc.", internal spans) pairs the same way.
 func TestSpansPairIntoCalls(t *testing.T) {
-	l := loadTB(t, "testdata/dataset")
-	var sink collect
-	p := traces.NewPairer(traces.PairerConfig{}, &sink)
-	nodes := map[string]graph.Node{}
-	spans := make([]traces.Span, len(l.Spans))
-	for i := range l.Spans {
-		spans[i] = l.Spans[i].ToSpan(nodes)
+	for _, tc := range []struct {
+		dir  string
+		want map[string]uint64
+	}{
+		{"testdata/dataset", map[string]uint64{
+			"ts-auth-service>ts-verification-code-service": 2,
+			"ts-execute-service>ts-order-service":          2,
+			"ts-food-service>ts-station-food-service":      1,
+			"ts-food-service>ts-train-food-service":        1,
+			"ts-food-service>ts-travel-service":            1,
+			"ts-gateway-service>ts-auth-service":           2,
+			"ts-gateway-service>ts-execute-service":        1,
+			"ts-gateway-service>ts-food-service":           1,
+			"ts-travel-service>ts-route-service":           1,
+		}},
+		{"testdata/boutique", map[string]uint64{
+			"frontend>productcatalogservice": 1,
+			"frontend>cartservice":           2,
+			"frontend>currencyservice":       1,
+		}},
+	} {
+		t.Run(tc.dir, func(t *testing.T) {
+			l := loadTB(t, tc.dir)
+			if len(l.Problems) != 0 {
+				t.Errorf("problems on clean data: %v", l.Problems)
+			}
+			var sink collect
+			p := traces.NewPairer(traces.PairerConfig{}, &sink)
+			nodes := map[string]graph.Node{}
+			spans := make([]traces.Span, len(l.Spans))
+			for i := range l.Spans {
+				spans[i] = l.Spans[i].ToSpan(nodes)
+			}
+			p.Add(spans)
+			p.Flush()
+			got := map[string]uint64{}
+			for _, o := range sink.obs {
+				got[o.Src.Name()+">"+o.Dst.Name()] += o.Requests
+				if o.Signal != graph.SignalTraces || o.LatencyMs <= 0 {
+					t.Errorf("observation %+v: want a traces signal with latency", o)
+				}
+			}
+			for k, v := range tc.want {
+				if got[k] != v {
+					t.Errorf("calls %s = %d, want %d", k, got[k], v)
+				}
+			}
+			for k := range got {
+				if _, ok := tc.want[k]; !ok {
+					t.Errorf("unexpected edge %s (%d calls)", k, got[k])
+				}
+			}
+		})
 	}
-	p.Add(spans)
-	p.Flush()
-	got := map[string]uint64{}
-	for _, o := range sink.obs {
-		got[o.Src.Name()+">"+o.Dst.Name()] += o.Requests
-		if o.Signal != graph.SignalTraces || o.LatencyMs <= 0 {
-			t.Errorf("observation %+v: want a traces signal with latency", o)
-		}
+}
+
+// An Online Boutique day evaluates like a Train Ticket one: its fault is
+// scored, its pod metrics read.
+func TestEvalBoutiqueDay(t *testing.T) {
+	l := loadTB(t, "testdata/boutique")
+	if len(l.Faults) != 1 || l.Faults[0].Service != "cartservice" || l.Faults[0].Type != "network_delay" {
+		t.Fatalf("faults %+v, want the cartservice network_delay", l.Faults)
 	}
-	want := map[string]uint64{
-		"ts-auth-service>ts-verification-code-service": 2,
-		"ts-execute-service>ts-order-service":          2,
-		"ts-food-service>ts-station-food-service":      1,
-		"ts-food-service>ts-train-food-service":        1,
-		"ts-food-service>ts-travel-service":            1,
-		"ts-gateway-service>ts-auth-service":           2,
-		"ts-gateway-service>ts-execute-service":        1,
-		"ts-gateway-service>ts-food-service":           1,
-		"ts-travel-service>ts-route-service":           1,
+	if len(l.Metrics) != 3 || l.Metrics[0].Service != "cartservice" {
+		t.Fatalf("metric rows %+v, want 3 of cartservice", l.Metrics)
 	}
-	for k, v := range want {
-		if got[k] != v {
-			t.Errorf("calls %s = %d, want %d", k, got[k], v)
-		}
+	r, err := EvalDay(l, DefaultEvalConfig(SignalsAll))
+	if err != nil {
+		t.Fatal(err)
 	}
-	for k := range got {
-		if _, ok := want[k]; !ok {
-			t.Errorf("unexpected edge %s (%d calls)", k, got[k])
-		}
+	if len(r.Faults) != 1 || len(r.Skipped) != 0 || r.Spans != 12 {
+		t.Errorf("scored %d, skipped %v, spans %d; want the one fault scored from 12 spans", len(r.Faults), r.Skipped, r.Spans)
 	}
 }
 
