@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"github.com/meshlens/meshlens/collector/traces"
+	"github.com/meshlens/meshlens/detect"
 	"github.com/meshlens/meshlens/graph"
 )
 
@@ -271,6 +272,12 @@ func (s *Span) ToSpan(nodes map[string]graph.Node) traces.Span {
 	n := nodeIn(nodes, s.Service)
 	return traces.Span{TraceID: s.TraceID, SpanID: s.SpanID, ParentID: s.ParentID, Service: n,
 		StartUnixNano: s.Start, EndUnixNano: s.End, GRPCStatus: -1, Protocol: graph.ProtoHTTP}
+}
+
+// TraceSpan is the row as the trace-structure detector reads it.
+func (s *Span) TraceSpan(nodes map[string]graph.Node) detect.TraceSpan {
+	return detect.TraceSpan{Trace: s.TraceID, ID: s.SpanID, Parent: s.ParentID, Node: nodeIn(nodes, s.Service),
+		Operation: s.Operation, Start: s.Start, End: s.End}
 }
 
 // nodeIn is service's node, made once and kept in nodes.

@@ -278,12 +278,15 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 	start = start.Truncate(cfg.Resolution)
 	end = end.Add(3 * cfg.Resolution)
 	var structure *detect.Structure
-	var sh []spanShape
+	var ts []detect.TraceSpan
 	if cfg.Structure {
 		if structure, err = detect.NewStructure(eng, cfg.StructureCfg); err != nil {
 			return nil, fmt.Errorf("eval %s: %w", l.Day.Name, err)
 		}
-		sh = shapes(l.Spans)
+		ts = make([]detect.TraceSpan, len(l.Spans))
+		for i := range l.Spans {
+			ts[i] = l.Spans[i].TraceSpan(nodes)
+		}
 		rankCfg.Added = structure
 	}
 	batch := make([]traces.Span, 0, 4096)
@@ -300,7 +303,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 		pairer.Expire(time.Unix(0, tEnd))
 		g.Advance(time.Unix(0, tEnd))
 		if structure != nil {
-			structure.Observe(t, cfg.Resolution, opStats(l.Spans, sh, s0, si, nodes))
+			structure.Observe(t, cfg.Resolution, windowOps(ts, s0, si))
 		}
 	}
 	pairer.Flush()
@@ -326,6 +329,29 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 	}
 	res.Elapsed = time.Since(began)
 	return res, nil
+}
+
+// childSlack is how long after a window's end its spans' children may
+// start and still count for them.
+const childSlack = time.Minute
+
+// windowOps is the op stats of spans [i, j) (sorted by start), their
+// children looked up among the spans that start before childSlack after
+// the last of them.
+func windowOps(spans []detect.TraceSpan, i, j int) []detect.OpStat {
+	if i >= j {
+		return nil
+	}
+	lim := spans[j-1].Start + childSlack.Nanoseconds()
+	hi := j
+	for hi < len(spans) && spans[hi].Start < lim {
+		hi++
+	}
+	idx := make([]int, j-i)
+	for k := range idx {
+		idx[k] = i + k
+	}
+	return detect.OpStatsOf(spans[:hi], idx)
 }
 
 // scoreTimes is when each fault (in time order) is scored: at the horizon,

@@ -142,3 +142,27 @@ func WriteSignal(w interface{ Write([]byte) (int, error) }, day string, rows []S
 	}
 	_, _ = w.Write([]byte(b.String()))
 }
+
+// parents is the index of each span's parent in spans (same trace, parent
+// ID), -1 for roots and spans whose parent is not in the data.
+func parents(spans []Span) []int {
+	type key struct {
+		t [16]byte
+		s [8]byte
+	}
+	idx := make(map[key]int, len(spans))
+	for i := range spans {
+		idx[key{spans[i].TraceID, spans[i].SpanID}] = i
+	}
+	out := make([]int, len(spans))
+	for i := range spans {
+		out[i] = -1
+		if !spans[i].ParentID.IsZero() {
+			if p, ok := idx[key{spans[i].TraceID, spans[i].ParentID}]; ok {
+				out[i] = p
+			}
+		}
+	}
+	return out
+}
+

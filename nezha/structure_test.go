@@ -1,9 +1,11 @@
 package nezha
 
 import (
-	"github.com/meshlens/meshlens/graph"
 	"math"
 	"testing"
+
+	"github.com/meshlens/meshlens/detect"
+	"github.com/meshlens/meshlens/graph"
 )
 
 // The first trace of the test day: gateway -> auth (login), auth's
@@ -11,9 +13,13 @@ import (
 // repository spans of its own.
 func TestShapesAndOpStats(t *testing.T) {
 	l := loadTB(t, "testdata/dataset")
-	sh := shapes(l.Spans)
 	nodes := map[string]graph.Node{}
-	stats := opStats(l.Spans, sh, 0, len(l.Spans), nodes)
+	ts := make([]detect.TraceSpan, len(l.Spans))
+	idx := make([]int, len(l.Spans))
+	for i := range l.Spans {
+		ts[i], idx[i] = l.Spans[i].TraceSpan(nodes), i
+	}
+	stats := detect.OpStatsOf(ts, idx)
 	find := func(svc, op string) int {
 		for i := range stats {
 			if stats[i].Node.Name() == svc && stats[i].Operation == op {
@@ -49,9 +55,9 @@ func TestShapesAndOpStats(t *testing.T) {
 	if tok.SelfMs < 100 || tok.SelfMs > 170 || math.IsNaN(tok.SelfMs) {
 		t.Errorf("getToken self time %.1fms, want most of its ~160ms", tok.SelfMs)
 	}
-	for i := range sh {
-		if sh[i].selfMs < 0 {
-			t.Fatalf("span %d has negative self time", i)
+	for _, st := range stats {
+		if st.SelfMs < 0 {
+			t.Fatalf("%s %s has a negative self time", st.Node.Name(), st.Operation)
 		}
 	}
 }
