@@ -165,4 +165,3 @@ func parents(spans []Span) []int {
 	}
 	return out
 }
-
