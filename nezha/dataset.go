@@ -270,7 +270,7 @@ type Span struct {
 // dataset has neither), the service as the OTLP receiver would name it.
 func (s *Span) ToSpan(nodes map[string]graph.Node) traces.Span {
 	n := nodeIn(nodes, s.Service)
-	return traces.Span{TraceID: s.TraceID, SpanID: s.SpanID, ParentID: s.ParentID, Service: n,
+	return traces.Span{TraceID: s.TraceID, SpanID: s.SpanID, ParentID: s.ParentID, Service: n, Name: s.Operation,
 		StartUnixNano: s.Start, EndUnixNano: s.End, GRPCStatus: -1, Protocol: graph.ProtoHTTP}
 }
 

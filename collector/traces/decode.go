@@ -87,6 +87,7 @@ func (d *Decoder) AppendOTLP(dst []Span, td ptrace.Traces, st *DecodeStats) []Sp
 					SpanID:        SpanID(ps.SpanID()),
 					ParentID:      SpanID(ps.ParentSpanID()),
 					Kind:          otlpKind(ps.Kind()),
+					Name:          ps.Name(),
 					Service:       base.Service,
 					StartUnixNano: clampNanos(uint64(ps.StartTimestamp())),
 					EndUnixNano:   clampNanos(uint64(ps.EndTimestamp())),
@@ -222,6 +223,7 @@ func (d *Decoder) AppendJaeger(dst []Span, b *jaegermodel.Batch, st *DecodeStats
 			TraceID:       jaegerTraceID(js.TraceID.High, js.TraceID.Low),
 			SpanID:        jaegerSpanID(uint64(js.SpanID)),
 			ParentID:      jaegerSpanID(uint64(js.ParentSpanID())),
+			Name:          js.OperationName,
 			Service:       pr.span.Service,
 			StartUnixNano: js.StartTime.UnixNano(),
 			SamplingRatio: pr.samp.ratio(),
@@ -281,6 +283,7 @@ func (d *Decoder) AppendJaegerThrift(dst []Span, b *jaegerthrift.Batch, st *Deco
 			TraceID:       jaegerTraceID(uint64(ts.TraceIdHigh), uint64(ts.TraceIdLow)),
 			SpanID:        jaegerSpanID(uint64(ts.SpanId)),
 			ParentID:      jaegerSpanID(uint64(ts.ParentSpanId)),
+			Name:          ts.OperationName,
 			Service:       base.Service,
 			StartUnixNano: microsToNanos(ts.StartTime),
 			SamplingRatio: samp.ratio(),
@@ -349,6 +352,7 @@ type zipkinSpan struct {
 	TraceID        string            `json:"traceId"`
 	ID             string            `json:"id"`
 	ParentID       string            `json:"parentId"`
+	Name           string            `json:"name"`
 	Kind           string            `json:"kind"`
 	Timestamp      int64             `json:"timestamp"` // µs
 	Duration       int64             `json:"duration"`  // µs
@@ -402,6 +406,7 @@ func (d *Decoder) AppendZipkinJSON(dst []Span, body []byte, st *DecodeStats) ([]
 		}
 		s.Service = d.node(&ra, st).Service
 		s.Kind = ParseSpanKind(z.Kind)
+		s.Name = z.Name
 		s.StartUnixNano = microsToNanos(z.Timestamp)
 		s.EndUnixNano = s.StartUnixNano + microsToNanos(z.Duration)
 		if _, ok := z.Tags["error"]; ok {

@@ -109,6 +109,13 @@ func WithClock(now func() time.Time) Option {
 	return func(r *Receiver) { r.clock = now }
 }
 
+// WithSpanTap hands every accepted batch of spans to fn as well (e.g. the
+// trace-structure detector). fn must not keep the slice; it may be called
+// from several goroutines at once.
+func WithSpanTap(fn func([]Span)) Option {
+	return func(r *Receiver) { r.taps = append(r.taps, fn) }
+}
+
 type httpRoute struct {
 	path string
 	h    http.Handler
@@ -118,6 +125,7 @@ type httpRoute struct {
 type Receiver struct {
 	cfg    Config
 	log    *slog.Logger
+	taps   []func([]Span)
 	pairer *Pairer
 	dec    Decoder
 	sem    chan struct{}
@@ -389,5 +397,8 @@ func (r *Receiver) ingest(receiver string, spans []Span, st *DecodeStats) (rejec
 		r.m.repaired.WithLabelValues("truncated").Add(float64(st.Truncated))
 	}
 	r.pairer.Add(spans)
+	for _, fn := range r.taps {
+		fn(spans)
+	}
 	return rejected
 }

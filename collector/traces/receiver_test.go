@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -112,6 +113,7 @@ func TestReceiverProtocols(t *testing.T) {
 		send func(t *testing.T, r *Receiver)
 		recv string
 		want []string
+		op   string // one operation name the spans carry
 	}{
 		{"otlp grpc", func(t *testing.T, r *Receiver) {
 			cc := dial(t, r.Addr(RecvOTLPGRPC).String())
@@ -119,31 +121,31 @@ func TestReceiverProtocols(t *testing.T) {
 			if err != nil || resp.PartialSuccess().RejectedSpans() != 0 {
 				t.Fatalf("export: %v %v", err, resp)
 			}
-		}, RecvOTLPGRPC, bookinfoWant},
+		}, RecvOTLPGRPC, bookinfoWant, "GET /reviews/{id}"},
 		{"otlp http protobuf gzip", func(t *testing.T, r *Receiver) {
 			resp, body := post(t, "http://"+r.Addr(RecvOTLPHTTP).String()+"/v1/traces", "application/x-protobuf", pb, true)
 			if resp.StatusCode != 200 || resp.Header.Get("Content-Type") != "application/x-protobuf" {
 				t.Fatalf("status %d %s", resp.StatusCode, body)
 			}
-		}, RecvOTLPHTTP, bookinfoWant},
+		}, RecvOTLPHTTP, bookinfoWant, "SELECT reviews"},
 		{"otlp http json", func(t *testing.T, r *Receiver) {
 			resp, body := post(t, "http://"+r.Addr(RecvOTLPHTTP).String()+"/v1/traces", "application/json", js, false)
 			if resp.StatusCode != 200 || !strings.HasPrefix(body, "{") {
 				t.Fatalf("status %d %s", resp.StatusCode, body)
 			}
-		}, RecvOTLPHTTP, bookinfoWant},
+		}, RecvOTLPHTTP, bookinfoWant, "SELECT reviews"},
 		{"zipkin json", func(t *testing.T, r *Receiver) {
 			resp, body := post(t, "http://"+r.Addr(RecvZipkin).String()+"/api/v2/spans", "application/json", zipkin, true)
 			if resp.StatusCode != 202 {
 				t.Fatalf("status %d %s", resp.StatusCode, body)
 			}
-		}, RecvZipkin, zipkinWant},
+		}, RecvZipkin, zipkinWant, "get /api"},
 		{"jaeger thrift http", func(t *testing.T, r *Receiver) {
 			resp, body := post(t, "http://"+r.Addr(RecvJaegerHTTP).String()+"/api/traces", "application/x-thrift", thriftBatch(t), false)
 			if resp.StatusCode != 202 {
 				t.Fatalf("status %d %s", resp.StatusCode, body)
 			}
-		}, RecvJaegerHTTP, []string{"api->redis[database] n=10 lat=3", "unknown->api n=10 lat=12"}},
+		}, RecvJaegerHTTP, []string{"api->redis[database] n=10 lat=3", "unknown->api n=10 lat=12"}, "GET /items"},
 		{"jaeger grpc", func(t *testing.T, r *Receiver) {
 			b, err := (&api_v2.PostSpansRequest{Batch: jaegerBatch()}).Marshal()
 			if err != nil {
@@ -153,14 +155,28 @@ func TestReceiverProtocols(t *testing.T) {
 			if err := cc.Invoke(context.Background(), "/jaeger.api_v2.CollectorService/PostSpans", &rawMsg{b}, &rawMsg{}, grpc.ForceCodecV2(newRawCodec())); err != nil {
 				t.Fatal(err)
 			}
-		}, RecvJaegerGRPC, []string{"driver->route n=1 err=grpc lat=40"}},
+		}, RecvJaegerGRPC, []string{"driver->route n=1 err=grpc lat=40"}, "/route.RouteService/Compute"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			sink := &memSink{}
-			r, reg := startReceiver(t, testConfig(), sink)
+			var mu sync.Mutex
+			ops := map[string]bool{}
+			tap := WithSpanTap(func(spans []Span) {
+				mu.Lock()
+				defer mu.Unlock()
+				for _, s := range spans {
+					ops[s.Name] = true
+				}
+			})
+			r, reg := startReceiver(t, testConfig(), sink, tap)
 			tc.send(t, r)
 			r.Pairer().Flush()
+			mu.Lock()
+			if !ops[tc.op] {
+				t.Errorf("the span tap saw operations %v, want %q among them", ops, tc.op)
+			}
+			mu.Unlock()
 			if got := edges(sink.all()); !slices.Equal(got, tc.want) {
 				t.Errorf("calls:\n got %q\nwant %q", got, tc.want)
 			}

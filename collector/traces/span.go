@@ -94,6 +94,7 @@ type Span struct {
 	SpanID   SpanID
 	ParentID SpanID // zero for a root span
 	Kind     SpanKind
+	Name     string // operation name
 
 	// Service is the node identity of the service that recorded the span,
 	// mapped from resource attributes by NodeFromResource.
