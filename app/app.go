@@ -53,6 +53,7 @@ type App struct {
 	Assistant *assistant.Assistant
 	Storage   *storage.Wired
 	alerts    *alert.Notifier
+	spans     *detect.SpanWindows // live spans awaiting the structure detector; nil when off
 	demo      *demo
 	started   []named
 }
@@ -80,6 +81,24 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 			return nil, fmt.Errorf("alerts: %w", err)
 		}
 		eng.Subscribe(a.alerts.Handle)
+		// Suspects rank what broke in the last minutes, each service's
+		// chronically noisy signals discounted (10-minute slots).
+		br, err := detect.NewBaseRates(10*time.Minute, 1000)
+		if err != nil {
+			return nil, fmt.Errorf("detect: %w", err)
+		}
+		br.Attach(eng)
+		rank := detect.DefaultRecentRankConfig(br)
+		if cfg.Detect.Structure.Enabled {
+			st, err := detect.NewStructure(eng, cfg.Detect.Structure)
+			if err != nil {
+				return nil, err
+			}
+			a.spans = detect.NewSpanWindows(cfg.Detect.Structure.MaxSpans)
+			st.Attach(a.Graph, a.spans)
+			rank.Added = st
+		}
+		eng.SetRecentRank(rank)
 	}
 
 	// Storage restores the graph's recent window and the detector's baselines
@@ -112,7 +131,8 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 	if a.Traces, err = traces.New(cfg.Traces, a.Graph, log.With("component", "traces"), a.reg,
 		traces.WithOTLPHTTPHandler("/v1/metrics", a.Metrics.OTLPHTTPHandler()),
 		traces.WithGRPCRegistration(a.Metrics.RegisterGRPC),
-		traces.WithTLS(recvTLS), traces.WithHTTPMiddleware(lim.HTTP), traces.WithGRPCInterceptor(lim.UnaryInterceptor)); err != nil {
+		traces.WithTLS(recvTLS), traces.WithHTTPMiddleware(lim.HTTP), traces.WithGRPCInterceptor(lim.UnaryInterceptor),
+		traces.WithSpanTap(a.tapSpans)); err != nil {
 		return nil, fmt.Errorf("traces receiver: %w", err)
 	}
 
@@ -167,6 +187,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 		a.Web.Handle("/api/v1/anomalies/", a.Detect.Handler())
 		a.Web.Handle("/api/v1/incidents", a.Detect.Handler())
 		a.Web.Handle("/api/v1/incidents/", a.Detect.Handler())
+		a.Web.Handle("/api/v1/suspects", a.Detect.Handler())
 		a.Detect.Subscribe(func(c detect.Change) {
 			kind := "anomaly"
 			if c.Incident != nil {
@@ -176,6 +197,20 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 		})
 	}
 	return a, nil
+}
+
+// tapSpans hands received spans to the trace-structure detector.
+func (a *App) tapSpans(spans []traces.Span) {
+	if a.spans == nil {
+		return
+	}
+	ts := make([]detect.TraceSpan, len(spans))
+	for i := range spans {
+		s := &spans[i]
+		ts[i] = detect.TraceSpan{Trace: s.TraceID, ID: s.SpanID, Parent: s.ParentID, Node: s.Service,
+			Operation: s.Name, Start: s.StartUnixNano, End: s.EndUnixNano}
+	}
+	a.spans.Add(ts)
 }
 
 // Start starts components in order; on failure it stops what had started.

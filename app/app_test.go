@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -10,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/config"
 )
 
@@ -107,5 +109,45 @@ func TestInvalidConfigRefused(t *testing.T) {
 	_, err := New(cfg, slog.New(slog.DiscardHandler))
 	if err == nil || !strings.Contains(err.Error(), "graph.resolution") || !strings.Contains(err.Error(), "log.level") {
 		t.Fatalf("err = %v, want every problem listed", err)
+	}
+}
+
+// Received spans reach the trace-structure detector with their operation
+// names, and the suspects ranking is served.
+func TestSpansReachStructureAndSuspects(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Traces.ZipkinAddr = "127.0.0.1:0"
+	a := startApp(t, cfg, slog.New(slog.DiscardHandler))
+	now := time.Now().UnixMicro()
+	body := fmt.Sprintf(`[
+	 {"traceId":"5af7183fb1d4cf5f","id":"6b221d5bc9e6496c","name":"get /api","kind":"SERVER","timestamp":%d,"duration":20000,"localEndpoint":{"serviceName":"frontend"}},
+	 {"traceId":"5af7183fb1d4cf5f","parentId":"6b221d5bc9e6496c","id":"7c331d5bc9e6496d","name":"get /cart","kind":"CLIENT","timestamp":%d,"duration":15000,"localEndpoint":{"serviceName":"frontend"}}]`, now, now+1000)
+	resp, err := http.Post("http://"+a.Traces.Addr(traces.RecvZipkin).String()+"/api/v2/spans", "application/json", strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusAccepted {
+		t.Fatalf("zipkin post: %d", resp.StatusCode)
+	}
+	at := time.UnixMicro(now)
+	ops := map[string]bool{}
+	for _, o := range a.spans.Take(at.Add(-time.Minute), at.Add(time.Minute)) {
+		ops[o.Node.Name()+" "+o.Operation] = true
+	}
+	if !ops["frontend get /api"] || !ops["frontend get /cart"] {
+		t.Errorf("structure windows hold %v, want frontend's two operations", ops)
+	}
+	resp, err = http.Get("http://" + a.Web.Addr() + "/api/v1/suspects?window=15m")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Window   string            `json:"window"`
+		Suspects []json.RawMessage `json:"suspects"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK || got.Window != "15m0s" || got.Suspects == nil {
+		t.Errorf("suspects: %d %+v %v, want 200 with a (possibly empty) list for 15m", resp.StatusCode, got, err)
 	}
 }

@@ -195,9 +195,53 @@ func (e *Engine) HandleIncidents(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]any{"incidents": e.Incidents(f)})
 }
 
-// Handler serves /api/v1/anomalies[/{id}] and /api/v1/incidents[/{id}].
+// SetRecentRank sets how HandleSuspects ranks (its Recent is the default
+// window); without it the suspects ranking has no noise discount and no
+// added time.
+func (e *Engine) SetRecentRank(cfg RecentRankConfig) {
+	e.mu.Lock()
+	e.recentRank = cfg
+	e.mu.Unlock()
+}
+
+// HandleSuspects serves GET /api/v1/suspects?window=10m: the services
+// ranked as the likely cause of what went wrong in the last window, across
+// incidents (RankRecent), with the evidence for each.
+func (e *Engine) HandleSuspects(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		writeJSON(w, http.StatusMethodNotAllowed, map[string]string{"error": "GET only"})
+		return
+	}
+	e.mu.Lock()
+	cfg, at := e.recentRank, e.last
+	e.mu.Unlock()
+	if cfg.Recent <= 0 {
+		cfg.Recent = 10 * time.Minute
+	}
+	if s := r.URL.Query().Get("window"); s != "" {
+		d, err := time.ParseDuration(s)
+		if err != nil || d <= 0 || d > 24*time.Hour {
+			badRequest(w, "window: want a duration in (0, 24h], e.g. 10m")
+			return
+		}
+		cfg.Recent = d
+	}
+	if at.IsZero() {
+		at = time.Now()
+	}
+	causes, err := e.RankRecent("", at, cfg)
+	if err != nil {
+		writeJSON(w, http.StatusInternalServerError, map[string]string{"error": err.Error()})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]any{"at": at.UTC(), "window": cfg.Recent.String(), "suspects": causes})
+}
+
+// Handler serves /api/v1/anomalies[/{id}], /api/v1/incidents[/{id}] and
+// /api/v1/suspects.
 func (e *Engine) Handler() http.Handler {
 	mux := http.NewServeMux()
+	mux.HandleFunc("/api/v1/suspects", e.HandleSuspects)
 	mux.HandleFunc("/api/v1/anomalies", e.HandleAnomalies)
 	mux.HandleFunc("/api/v1/anomalies/", e.HandleAnomalies)
 	mux.HandleFunc("/api/v1/incidents", e.HandleIncidents)

@@ -111,6 +111,9 @@ type Config struct {
 	Overrides  []Override  `yaml:"overrides"`
 	Policies   []Policy    `yaml:"policies"`
 	Alerts     AlertConfig `yaml:"alerts"`
+	// Structure judges each service operation's calls and self time from
+	// live traces (see Structure).
+	Structure StructureConfig `yaml:"structure"`
 }
 
 // DefaultThresholds are the built-in thresholds.
@@ -141,6 +144,7 @@ func DefaultConfig() Config {
 		MaxHistory:      2000,
 		IncidentGap:     5 * time.Minute,
 		Thresholds:      DefaultThresholds(),
+		Structure:       DefaultStructureConfig(),
 		Alerts: AlertConfig{
 			RepeatInterval: 4 * time.Hour,
 			Timeout:        10 * time.Second,
@@ -259,6 +263,11 @@ func (c Config) Validate() []string {
 		}
 	}
 	p = append(p, c.Thresholds.validate("thresholds")...)
+	if c.Structure.Enabled {
+		for _, s := range c.Structure.Validate() {
+			p = append(p, "structure."+s)
+		}
+	}
 	for i, o := range c.Overrides {
 		pre := fmt.Sprintf("overrides[%d]", i)
 		p = append(p, o.Match.validate(pre+".match")...)

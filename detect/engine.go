@@ -62,6 +62,8 @@ type Engine struct {
 	// liveEdges had traffic in the last bucket that was not a gap (lastGood).
 	liveEdges int
 	lastGood  time.Time
+	// recentRank tunes the suspects ranking (SetRecentRank).
+	recentRank RecentRankConfig
 }
 
 // maxGap: a silence longer than this is no longer taken for a telemetry gap.

@@ -1,6 +1,10 @@
 package detect
 
 import (
+	"encoding/json"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -60,5 +64,83 @@ func TestSpanWindows(t *testing.T) {
 	full.Add([]TraceSpan{span(1, 0, "a", "x", 0, 1), span(2, 0, "a", "x", 1, 1), span(3, 0, "a", "x", 2, 1)})
 	if full.Dropped() != 1 {
 		t.Errorf("dropped %d, want 1 beyond the bound", full.Dropped())
+	}
+}
+
+// Live traces end to end: spans go into SpanWindows, Structure.Attach judges
+// each window on the graph's bucket clock once it has settled, and the
+// suspects endpoint ranks the service whose own work slowed first.
+func TestStructureAttachAndSuspects(t *testing.T) {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	gw, travel := node("gateway"), node("travel")
+	g := graph.New(graph.Config{Resolution: 10 * time.Second, Window: time.Hour})
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultStructureConfig()
+	st, err := NewStructure(eng, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := NewSpanWindows(cfg.MaxSpans)
+	eng.Attach(g) // the engine's clock: the graph's buckets
+	st.Attach(g, w)
+	eng.SetRecentRank(RecentRankConfig{Recent: 10 * time.Minute, Tau: 5 * time.Minute, Added: st})
+
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	var id byte
+	request := func(at time.Time, selfMs int) []TraceSpan {
+		ms := func(d int) int64 { return at.Add(time.Duration(d) * time.Millisecond).UnixNano() }
+		id++
+		tr := [16]byte{id, 7}
+		return []TraceSpan{
+			{Trace: tr, ID: [8]byte{1}, Node: gw, Operation: "GET /trips", Start: ms(0), End: ms(selfMs + 12)},
+			{Trace: tr, ID: [8]byte{2}, Parent: [8]byte{1}, Node: gw, Operation: "HTTP GET", Start: ms(1), End: ms(selfMs + 11)},
+			{Trace: tr, ID: [8]byte{3}, Parent: [8]byte{2}, Node: travel, Operation: "/trips/left", Start: ms(2), End: ms(selfMs + 10)},
+			{Trace: tr, ID: [8]byte{4}, Parent: [8]byte{3}, Node: travel, Operation: "SELECT trips", Start: ms(3), End: ms(5)},
+		}
+	}
+	step := 3 * time.Second
+	var fired []Anomaly
+	eng.Subscribe(func(c Change) {
+		if c.Action == "fired" && c.Anomaly != nil {
+			fired = append(fired, *c.Anomaly)
+		}
+	})
+	end := t0.Add(25 * time.Minute)
+	for at := t0; at.Before(end); at = at.Add(step) {
+		self := 5 + int(at.Unix()%3)
+		if !at.Before(t0.Add(22 * time.Minute)) {
+			self = 120 // travel's own work slows
+		}
+		w.Add(request(at, self))
+		g.Advance(at.Add(step))
+	}
+	var travelFired bool
+	for _, a := range fired {
+		if a.Subject.Node != nil && a.Subject.Node.Name == "travel" && a.Metric == "trace_structure" {
+			travelFired = true
+		}
+	}
+	if !travelFired {
+		t.Fatalf("no trace-structure anomaly on travel; fired %d anomalies", len(fired))
+	}
+	rec := httptest.NewRecorder()
+	eng.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/suspects?window=5m", nil))
+	var body struct {
+		Window   string      `json:"window"`
+		Suspects []RootCause `json:"suspects"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusOK {
+		t.Fatalf("suspects: %d %s", rec.Code, rec.Body.String())
+	}
+	if body.Window != "5m0s" || len(body.Suspects) == 0 || body.Suspects[0].Node.Name != "travel" || !strings.Contains(body.Suspects[0].Explanation, "its own work added") {
+		t.Errorf("suspects %+v (window %s), want travel first with the time it added", body.Suspects, body.Window)
+	}
+	rec = httptest.NewRecorder()
+	eng.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/suspects?window=forever", nil))
+	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "window") {
+		t.Errorf("bad window: %d %s, want 400 naming the window", rec.Code, rec.Body.String())
 	}
 }

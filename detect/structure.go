@@ -35,6 +35,14 @@ type OpStat struct {
 
 // StructureConfig tunes the trace-structure detector.
 type StructureConfig struct {
+	// Live traffic: spans are judged in windows of Window, Settle after the
+	// window ends (their children must have arrived), holding at most
+	// MaxSpans spans meanwhile.
+	Enabled  bool          `yaml:"enabled"`
+	Window   time.Duration `yaml:"window"`   // default 30s
+	Settle   time.Duration `yaml:"settle"`   // default 20s
+	MaxSpans int           `yaml:"maxSpans"` // default 200000
+
 	MinBaseline float64 `yaml:"minBaseline"` // baseline spans of an operation before it is judged; default 20
 	Threshold   float64 `yaml:"threshold"`   // node score (sum of log-likelihood ratios) to fire; default 20
 	// Decay is the weight the baseline keeps per observed window, so it
@@ -51,7 +59,7 @@ type StructureConfig struct {
 
 // DefaultStructureConfig is the trace-structure detector's default tuning.
 func DefaultStructureConfig() StructureConfig {
-	return StructureConfig{MinBaseline: 20, Threshold: 20, Decay: 0.99, SelfRatio: 2, MinSelfMs: 1, ResolveAfter: 2, NoiseWeight: 4, AdaptAfter: 20}
+	return StructureConfig{Enabled: true, Window: 30 * time.Second, Settle: 20 * time.Second, MaxSpans: 200_000, MinBaseline: 20, Threshold: 20, Decay: 0.99, SelfRatio: 2, MinSelfMs: 1, ResolveAfter: 2, NoiseWeight: 4, AdaptAfter: 20}
 }
 
 // Validate lists the problems of c.
@@ -81,7 +89,32 @@ func (c StructureConfig) Validate() []string {
 	if c.AdaptAfter < 1 {
 		p = append(p, "adaptAfter: must be >= 1")
 	}
+	if c.Window <= 0 {
+		p = append(p, "window: must be > 0")
+	}
+	if c.Settle < 0 {
+		p = append(p, "settle: must be >= 0")
+	}
+	if c.MaxSpans < 1 {
+		p = append(p, "maxSpans: must be >= 1")
+	}
 	return p
+}
+
+// Attach judges live traces: on each closed bucket of g, every window of
+// cfg.Window that ended cfg.Settle ago is taken from w and observed.
+func (s *Structure) Attach(g SnapshotSource, w *SpanWindows) {
+	var next time.Time // start of the next window to judge
+	g.OnBucketClose(func(ev graph.BucketClosed) {
+		ready := ev.End.Add(-s.cfg.Settle)
+		if next.IsZero() {
+			next = ready.Truncate(s.cfg.Window)
+		}
+		for !next.Add(s.cfg.Window).After(ready) {
+			s.Observe(next, s.cfg.Window, w.Take(next, next.Add(s.cfg.Window)))
+			next = next.Add(s.cfg.Window)
+		}
+	})
 }
 
 // Structure compares each service operation's call structure and self time
