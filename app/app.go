@@ -94,7 +94,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 			if err != nil {
 				return nil, err
 			}
-			a.spans = detect.NewSpanWindows(cfg.Detect.Structure.MaxSpans)
+			a.spans = detect.NewSpanWindows(cfg.Detect.Structure.MaxSpans, cfg.Detect.Structure.Window)
 			st.Attach(a.Graph, a.spans)
 			rank.Added = st
 		}
@@ -204,13 +204,18 @@ func (a *App) tapSpans(spans []traces.Span) {
 	if a.spans == nil {
 		return
 	}
-	ts := make([]detect.TraceSpan, len(spans))
+	a.spans.Add(TraceSpans(make([]detect.TraceSpan, 0, len(spans)), spans))
+}
+
+// TraceSpans appends the received spans to dst as the trace-structure
+// detector reads them.
+func TraceSpans(dst []detect.TraceSpan, spans []traces.Span) []detect.TraceSpan {
 	for i := range spans {
 		s := &spans[i]
-		ts[i] = detect.TraceSpan{Trace: s.TraceID, ID: s.SpanID, Parent: s.ParentID, Node: s.Service,
-			Operation: s.Name, Start: s.StartUnixNano, End: s.EndUnixNano}
+		dst = append(dst, detect.TraceSpan{Trace: s.TraceID, ID: s.SpanID, Parent: s.ParentID, Node: s.Service,
+			Operation: s.Name, Start: s.StartUnixNano, End: s.EndUnixNano})
 	}
-	a.spans.Add(ts)
+	return dst
 }
 
 // Start starts components in order; on failure it stops what had started.

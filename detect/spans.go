@@ -23,9 +23,11 @@ type TraceSpan struct {
 // one other service it calls when it does nothing else.
 type spanShape struct {
 	children map[string]int
+	childNs  int64
 	selfMs   float64
 	peer     graph.Node
-	peerSet  bool // a call to one other service and nothing else
+	peerSet  bool // a call to one other service (and nothing else, once mixed is false)
+	mixed    bool // calls more than one service or does work of its own
 }
 
 // shapeIndex keys a span by trace and ID.
@@ -34,60 +36,49 @@ type shapeIndex struct {
 	s [8]byte
 }
 
-// shapes works out, for the spans whose index is in want (all when want is
-// nil), their direct children among spans (same trace, parent ID) by kind —
-// the callee service for calls to other services, the operation for the
-// service's own internal spans — and their self time (duration minus the
-// children's, not below 0).
-func shapes(spans []TraceSpan, want []int) map[int]*spanShape {
-	idx := make(map[shapeIndex]int, len(want))
-	out := make(map[int]*spanShape, len(want))
-	add := func(i int) {
-		idx[shapeIndex{spans[i].Trace, spans[i].ID}] = i
-		out[i] = &spanShape{}
+// shapes works out, for the spans at want, their direct children among
+// spans (same trace, parent ID) by kind — the callee service for calls to
+// other services, the operation for the service's own internal spans — and
+// their self time (duration minus the children's, not below 0). out[k] is
+// the shape of spans[want[k]].
+func shapes(spans []TraceSpan, want []int) []spanShape {
+	idx := make(map[shapeIndex]int32, len(want))
+	for k, i := range want {
+		idx[shapeIndex{spans[i].Trace, spans[i].ID}] = int32(k)
 	}
-	if want == nil {
-		for i := range spans {
-			add(i)
-		}
-	} else {
-		for _, i := range want {
-			add(i)
-		}
-	}
-	childNs := make(map[int]int64, len(out))
-	mixed := map[int]bool{}
+	out := make([]spanShape, len(want))
 	for i := range spans {
 		c := &spans[i]
 		if c.Parent == ([8]byte{}) {
 			continue
 		}
-		p, ok := idx[shapeIndex{c.Trace, c.Parent}]
-		if !ok || p == i {
+		k, ok := idx[shapeIndex{c.Trace, c.Parent}]
+		if !ok || want[k] == i {
 			continue
 		}
-		sh := out[p]
-		k := "op:" + c.Operation
-		if spans[p].Node.ID() != c.Node.ID() {
-			k = "call:" + c.Node.Name()
+		sh := &out[k]
+		kind := "op:" + c.Operation
+		if spans[want[k]].Node != c.Node {
+			kind = "call:" + c.Node.Name()
 			switch {
 			case len(sh.children) == 0:
 				sh.peer, sh.peerSet = c.Node, true
-			case !sh.peerSet || sh.peer.ID() != c.Node.ID():
-				mixed[p] = true // calls more than one service
+			case !sh.peerSet || sh.peer != c.Node:
+				sh.mixed = true
 			}
 		} else {
-			mixed[p] = true // does work of its own
+			sh.mixed = true
 		}
 		if sh.children == nil {
 			sh.children = map[string]int{}
 		}
-		sh.children[k]++
-		childNs[p] += c.End - c.Start
+		sh.children[kind]++
+		sh.childNs += c.End - c.Start
 	}
-	for i, sh := range out {
-		sh.selfMs = math.Max(float64(spans[i].End-spans[i].Start-childNs[i]), 0) / 1e6
-		if mixed[i] {
+	for k, i := range want {
+		sh := &out[k]
+		sh.selfMs = math.Max(float64(spans[i].End-spans[i].Start-sh.childNs), 0) / 1e6
+		if sh.mixed {
 			sh.peer, sh.peerSet = graph.Node{}, false
 		}
 	}
@@ -100,19 +91,23 @@ func shapes(spans []TraceSpan, want []int) map[int]*spanShape {
 // time) and named "OPERATION -> CALLEE".
 func OpStatsOf(spans []TraceSpan, idx []int) []OpStat {
 	sh := shapes(spans, idx)
-	type key struct{ node, op, peer string }
+	type key struct {
+		node graph.Node
+		op   string
+		peer graph.Node
+	}
 	type acc struct {
 		st   OpStat
 		self []float64
 	}
 	byOp := map[key]*acc{}
 	var order []key
-	for _, i := range idx {
+	for n, i := range idx {
 		s := &spans[i]
-		h := sh[i]
-		k := key{s.Node.ID(), s.Operation, ""}
+		h := &sh[n]
+		k := key{node: s.Node, op: s.Operation}
 		if h.peerSet {
-			k.peer = h.peer.ID()
+			k.peer = h.peer
 		}
 		a := byOp[k]
 		if a == nil {
@@ -142,54 +137,141 @@ func OpStatsOf(spans []TraceSpan, idx []int) []OpStat {
 
 // SpanWindows holds recent spans of live traffic until their window is
 // judged: a window's spans are measured once their children have had time
-// to arrive. Safe for concurrent use.
+// to arrive. Spans are kept per window of the width given, so taking one
+// window touches only it and the next (where late children start). Safe
+// for concurrent use.
 type SpanWindows struct {
 	mu      sync.Mutex
 	max     int
-	spans   []TraceSpan
+	width   int64 // window width, ns
+	held    int
+	byWin   map[int64][]TraceSpan // window index -> spans that start in it
+	offered map[int64]int         // window index -> spans offered
+	done    int64                 // windows before this index were taken
 	dropped uint64
+	skipped uint64
 }
 
-// NewSpanWindows holds at most max spans; beyond that new spans are
-// dropped (and counted) until windows are taken.
-func NewSpanWindows(max int) *SpanWindows { return &SpanWindows{max: max} }
+// NewSpanWindows holds at most max spans in windows of width; beyond that,
+// and for windows already taken, new spans are dropped (and counted). When
+// a window was offered more than max/2 spans, the next one keeps whole
+// traces sampled by trace ID to about that many: structure statistics need
+// a fair sample, not every trace, and a bound on work.
+func NewSpanWindows(max int, width time.Duration) *SpanWindows {
+	return &SpanWindows{max: max, width: max64(width.Nanoseconds(), 1), byWin: map[int64][]TraceSpan{},
+		offered: map[int64]int{}, done: math.MinInt64}
+}
+
+// keepRatio is the share of traces window k keeps, from what the window
+// before it was offered.
+func (w *SpanWindows) keepRatio(k int64) float64 {
+	prev, budget := w.offered[k-1], w.max/2
+	if prev <= budget {
+		return 1
+	}
+	return float64(budget) / float64(prev)
+}
+
+// traceUnit maps a trace ID to [0, 1), evenly for random IDs.
+func traceUnit(t [16]byte) float64 {
+	var h uint64
+	for _, b := range t {
+		h = (h ^ uint64(b)) * 0x100000001b3
+	}
+	h ^= h >> 29
+	return float64(h>>11) / (1 << 53)
+}
+
+func max64(a, b int64) int64 {
+	if a > b {
+		return a
+	}
+	return b
+}
+
+// win is the index of the window t (unix ns) falls in.
+func (w *SpanWindows) win(t int64) int64 {
+	k := t / w.width
+	if t < 0 && t%w.width != 0 {
+		k--
+	}
+	return k
+}
 
 // Add copies spans in.
 func (w *SpanWindows) Add(spans []TraceSpan) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	room := w.max - len(w.spans)
-	if room < len(spans) {
-		w.dropped += uint64(len(spans) - max(room, 0))
-		spans = spans[:max(room, 0)]
+	for i := range spans {
+		k := w.win(spans[i].Start)
+		if k < w.done {
+			w.dropped++
+			continue
+		}
+		w.offered[k]++
+		if r := w.keepRatio(k); r < 1 && traceUnit(spans[i].Trace) >= r {
+			w.skipped++
+			continue
+		}
+		if w.held >= w.max {
+			w.dropped++
+			continue
+		}
+		w.byWin[k] = append(w.byWin[k], spans[i])
+		w.held++
 	}
-	w.spans = append(w.spans, spans...)
 }
 
 // Take returns the op stats of the spans that started in [from, to) and
-// forgets every span that started before to: later windows measure later
-// spans, and a child needs its parent only to be counted for it.
+// forgets every window that ends by to: later windows measure later spans,
+// and a child needs its parent only to be counted for it.
 func (w *SpanWindows) Take(from, to time.Time) []OpStat {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f, t := from.UnixNano(), to.UnixNano()
-	var idx []int
-	for i := range w.spans {
-		if s := w.spans[i].Start; s >= f && s < t {
-			idx = append(idx, i)
+	last := w.win(t - 1)
+	var keys []int64
+	for k := range w.byWin {
+		if k >= w.win(f) && k <= last+1 {
+			keys = append(keys, k)
 		}
+	}
+	slices.Sort(keys)
+	var all []TraceSpan
+	var idx []int
+	for _, k := range keys {
+		ss := w.byWin[k]
+		for i := range ss {
+			if s := ss[i].Start; s >= f && s < t {
+				idx = append(idx, len(all)+i)
+			}
+		}
+		all = append(all, ss...)
 	}
 	var out []OpStat
 	if len(idx) > 0 {
-		out = OpStatsOf(w.spans, idx)
+		out = OpStatsOf(all, idx)
 	}
-	w.spans = slices.DeleteFunc(w.spans, func(s TraceSpan) bool { return s.Start < t })
+	end := w.win(t)
+	for k, ss := range w.byWin {
+		if k < end {
+			w.held -= len(ss)
+			delete(w.byWin, k)
+		}
+	}
+	for k := range w.offered {
+		if k < end-1 { // the last taken window still sets the next one's ratio
+			delete(w.offered, k)
+		}
+	}
+	w.done = max64(w.done, end)
 	return out
 }
 
-// Dropped is how many spans did not fit.
-func (w *SpanWindows) Dropped() uint64 {
+// Dropped is how many spans did not fit or came after their window was
+// taken; Skipped how many were left out by trace sampling.
+func (w *SpanWindows) Dropped() (dropped, skipped uint64) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return w.dropped
+	return w.dropped, w.skipped
 }

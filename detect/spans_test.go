@@ -23,7 +23,7 @@ func TestSpanWindows(t *testing.T) {
 		}
 		return s
 	}
-	w := NewSpanWindows(100)
+	w := NewSpanWindows(100, 30*time.Second)
 	// frontend's GET /cart calls cart (a client span, then cart's server
 	// span with a query of its own); a later request in the next window.
 	w.Add([]TraceSpan{
@@ -60,10 +60,50 @@ func TestSpanWindows(t *testing.T) {
 		t.Errorf("taking again: %+v, want nothing", again)
 	}
 
-	full := NewSpanWindows(2)
+	full := NewSpanWindows(2, 30*time.Second)
 	full.Add([]TraceSpan{span(1, 0, "a", "x", 0, 1), span(2, 0, "a", "x", 1, 1), span(3, 0, "a", "x", 2, 1)})
-	if full.Dropped() != 1 {
-		t.Errorf("dropped %d, want 1 beyond the bound", full.Dropped())
+	if d, _ := full.Dropped(); d != 1 {
+		t.Errorf("dropped %d, want 1 beyond the bound", d)
+	}
+	full.Take(t0, t0.Add(30*time.Second))
+	full.Add([]TraceSpan{span(4, 0, "a", "x", 10, 1)})
+	if d, _ := full.Dropped(); d != 2 {
+		t.Errorf("dropped %d, want the span of an already taken window dropped too", d)
+	}
+}
+
+// Above half its bound (the budget) a window's traffic makes the next
+// window sample whole traces by ID: about the budget is kept, every trace
+// whole or not at all.
+func TestSpanWindowsSampleTraces(t *testing.T) {
+	node := graph.Node{Workload: "a", App: "a", Kind: graph.KindWorkload}
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	w := NewSpanWindows(1000, 30*time.Second)
+	traffic := func(win int) []TraceSpan {
+		var out []TraceSpan
+		for i := 0; i < 1000; i++ { // 1000 traces of two spans: 4x the budget of 500 spans
+			tr := [16]byte{byte(win), byte(i), byte(i >> 8), 0x5a}
+			start := t0.Add(time.Duration(win)*30*time.Second + time.Duration(i)*time.Millisecond).UnixNano()
+			out = append(out,
+				TraceSpan{Trace: tr, ID: [8]byte{1}, Node: node, Operation: "root", Start: start, End: start + 2e6},
+				TraceSpan{Trace: tr, ID: [8]byte{2}, Parent: [8]byte{1}, Node: node, Operation: "child", Start: start + 1e6, End: start + 2e6})
+		}
+		return out
+	}
+	w.Add(traffic(0))
+	w.Take(t0, t0.Add(30*time.Second))
+	w.Add(traffic(1))
+	ops := w.Take(t0.Add(30*time.Second), t0.Add(time.Minute))
+	got := map[string]OpStat{}
+	for _, o := range ops {
+		got[o.Operation] = o
+	}
+	root, child := got["root"], got["child"]
+	if kept := root.Spans + child.Spans; kept < 400 || kept > 600 || root.Spans != child.Spans || root.Children["op:child"] != root.Spans {
+		t.Errorf("sampled window: %d roots, %d children (%v); want about 500 spans in whole traces", root.Spans, child.Spans, root.Children)
+	}
+	if _, skipped := w.Dropped(); skipped != uint64(2000-root.Spans-child.Spans) {
+		t.Errorf("skipped %d, want the %d spans not kept", skipped, 2000-root.Spans-child.Spans)
 	}
 }
 
@@ -83,7 +123,7 @@ func TestStructureAttachAndSuspects(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w := NewSpanWindows(cfg.MaxSpans)
+	w := NewSpanWindows(cfg.MaxSpans, cfg.Window)
 	eng.Attach(g) // the engine's clock: the graph's buckets
 	st.Attach(g, w)
 	eng.SetRecentRank(RecentRankConfig{Recent: 10 * time.Minute, Tau: 5 * time.Minute, Added: st})

@@ -41,7 +41,7 @@ type StructureConfig struct {
 	Enabled  bool          `yaml:"enabled"`
 	Window   time.Duration `yaml:"window"`   // default 30s
 	Settle   time.Duration `yaml:"settle"`   // default 20s
-	MaxSpans int           `yaml:"maxSpans"` // default 200000
+	MaxSpans int           `yaml:"maxSpans"` // default 100000
 
 	MinBaseline float64 `yaml:"minBaseline"` // baseline spans of an operation before it is judged; default 20
 	Threshold   float64 `yaml:"threshold"`   // node score (sum of log-likelihood ratios) to fire; default 20
@@ -59,7 +59,7 @@ type StructureConfig struct {
 
 // DefaultStructureConfig is the trace-structure detector's default tuning.
 func DefaultStructureConfig() StructureConfig {
-	return StructureConfig{Enabled: true, Window: 30 * time.Second, Settle: 20 * time.Second, MaxSpans: 200_000, MinBaseline: 20, Threshold: 20, Decay: 0.99, SelfRatio: 2, MinSelfMs: 1, ResolveAfter: 2, NoiseWeight: 4, AdaptAfter: 20}
+	return StructureConfig{Enabled: true, Window: 30 * time.Second, Settle: 20 * time.Second, MaxSpans: 100_000, MinBaseline: 20, Threshold: 20, Decay: 0.99, SelfRatio: 2, MinSelfMs: 1, ResolveAfter: 2, NoiseWeight: 4, AdaptAfter: 20}
 }
 
 // Validate lists the problems of c.

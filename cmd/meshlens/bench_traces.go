@@ -15,7 +15,9 @@ import (
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
+	"github.com/meshlens/meshlens/app"
 	"github.com/meshlens/meshlens/collector/traces"
+	"github.com/meshlens/meshlens/detect"
 	"github.com/meshlens/meshlens/graph"
 )
 
@@ -65,7 +67,11 @@ func benchTraces(ctx context.Context, args []string) error {
 			return fmt.Errorf("start CPU profile: %w", err)
 		}
 	}
-	best := [2]time.Duration{1 << 62, 1 << 62}
+	best := [3]time.Duration{1 << 62, 1 << 62, 1 << 62}
+	// The serve path also taps every span for the trace-structure detector
+	// and measures each window's operations once it has settled.
+	tsBuf := make([]detect.TraceSpan, 0, 1<<14)
+	measured := 0
 	for r := 0; r < *rounds; r++ {
 		runtime.GC()
 		t0 := time.Now()
@@ -87,12 +93,36 @@ func benchTraces(ctx context.Context, args []string) error {
 		now = now.Add(11 * time.Second) // every span of the pass expires
 		p.Expire(now)
 		best[1] = min(best[1], time.Since(t0))
+		runtime.GC()
+		t0 = time.Now()
+		sw := detect.NewSpanWindows(spans, 30*time.Second)
+		for _, b := range reqs {
+			s, err := decodeOne(b)
+			if err != nil {
+				return err
+			}
+			p.Add(s)
+			sw.Add(app.TraceSpans(tsBuf[:0], s))
+		}
+		now = now.Add(11 * time.Second)
+		p.Expire(now)
+		measured = 0
+		for w := benchEpoch.Add(-time.Minute); w.Before(benchEpoch.Add(time.Hour)); w = w.Add(30 * time.Second) {
+			for _, o := range sw.Take(w, w.Add(30*time.Second)) {
+				measured += o.Spans
+			}
+		}
+		best[2] = min(best[2], time.Since(t0))
+		if d, sk := sw.Dropped(); measured != spans || d+sk > 0 {
+			return fmt.Errorf("bench: structure windows measured %d of %d spans, dropped %d, skipped %d", measured, spans, d, sk)
+		}
 	}
 	if *cpuProfile != "" {
 		pprof.StopCPUProfile()
 	}
 	decodeRate := float64(spans) / best[0].Seconds()
 	fullRate := float64(spans) / best[1].Seconds()
+	structRate := float64(spans) / best[2].Seconds()
 	st := p.Stats()
 	if st.Added != st.Paired+st.Virtual+st.NoEdge {
 		return fmt.Errorf("bench: spans unaccounted for: %+v", st)
@@ -122,10 +152,20 @@ func benchTraces(ctx context.Context, args []string) error {
 	fmt.Printf("bench-traces: %d spans, best of %d alternating passes, GOMAXPROCS=1\n", spans, *rounds)
 	fmt.Printf("  decode only (floor):                 %10.0f spans/s\n", decodeRate)
 	fmt.Printf("  decode + pairing + graph ingest:     %10.0f spans/s  (%.0f%% of floor; goals >= 40%% and >= 300000 spans/s)\n", fullRate, 100*fullRate/decodeRate)
+	fmt.Printf("  ... + trace-structure windows (serve): %8.0f spans/s  (%.0f%% of floor)\n", structRate, 100*structRate/decodeRate)
+	// Past its budget the structure detector samples whole traces, so its
+	// cost per window is bounded whatever the span rate.
+	sc := detect.DefaultStructureConfig()
+	extra := best[2].Seconds()/float64(spans) - best[1].Seconds()/float64(spans)
+	fmt.Printf("  trace structure adds %.2f us/span; it measures about %d spans per %s window at most (traces sampled beyond): <= %.1f%% of a core\n",
+		extra*1e6, sc.MaxSpans/2, sc.Window, 100*extra*float64(sc.MaxSpans/2)/sc.Window.Seconds())
 	fmt.Printf("  calls emitted: %d (paired spans %d, virtual %d, no edge %d)\n", st.Calls, st.Paired, st.Virtual, st.NoEdge)
 	fmt.Printf("  pairing store: %.0f bytes per in-flight span (%d spans held)\n", perSpan, inFlight)
 	return nil
 }
+
+// benchEpoch is when the bench's traces start.
+var benchEpoch = time.Unix(1795435200, 0)
 
 // benchRequests builds OTLP requests of a HotROD-like application: each trace
 // is frontend -> customer -> mysql, frontend -> driver -> redis x3, frontend
@@ -135,7 +175,7 @@ func benchRequests(nTraces, tracesPerReq int) ([][]byte, int) {
 	services := []string{"frontend", "customer", "driver", "route"}
 	var reqs [][]byte
 	total := 0
-	base := uint64(time.Unix(1795435200, 0).UnixNano())
+	base := uint64(benchEpoch.UnixNano())
 	for t0 := 0; t0 < nTraces; t0 += tracesPerReq {
 		td := ptrace.NewTraces()
 		ss := map[string]ptrace.SpanSlice{}
