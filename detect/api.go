@@ -196,8 +196,9 @@ func (e *Engine) HandleIncidents(w http.ResponseWriter, r *http.Request) {
 }
 
 // SetRecentRank sets how HandleSuspects ranks (its Recent is the default
-// window); without it the suspects ranking has no noise discount and no
-// added time.
+// window) and, with Recent > 0, makes every incident's causes its recent
+// ranking too. Without it the suspects ranking has no noise discount and no
+// added time, and incidents keep the ranking of all their anomalies.
 func (e *Engine) SetRecentRank(cfg RecentRankConfig) {
 	e.mu.Lock()
 	e.recentRank = cfg

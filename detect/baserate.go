@@ -188,6 +188,11 @@ func activeIn(a *Anomaly, from, at time.Time) bool {
 func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfig) ([]RootCause, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	return e.rankRecent(incidentID, at, cfg)
+}
+
+// rankRecent is RankRecent under e.mu.
+func (e *Engine) rankRecent(incidentID string, at time.Time, cfg RecentRankConfig) ([]RootCause, error) {
 	from := at.Add(-cfg.Recent)
 	var members []string
 	if incidentID == "" {
@@ -269,11 +274,24 @@ func (e *Engine) RankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 	}
 	added := map[string]float64{}
 	if cfg.Added != nil {
+		// An incident's ranking takes in the services it touches and their
+		// direct neighbours (a slow service its callers' latency points at
+		// may have no anomaly of its own); the pooled ranking takes all.
+		var near map[string]bool
+		if incidentID != "" {
+			near = map[string]bool{}
+			for _, ks := range e.known {
+				s, d := ks.src.ID(), ks.dst.ID()
+				if nodes[s] != nil || nodes[d] != nil {
+					near[s], near[d] = true, true
+				}
+			}
+		}
 		for _, na := range cfg.Added.AddedMs(from, at, cfg.Tau) {
-			if na.Ms <= 0 {
+			id := na.Node.ID
+			if na.Ms <= 0 || near != nil && nodes[id] == nil && !near[id] {
 				continue
 			}
-			id := na.Node.ID
 			added[id] = na.Ms
 			if nodes[id] == nil {
 				nodes[id] = &acc{ref: na.Node, since: from}

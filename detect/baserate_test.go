@@ -124,6 +124,14 @@ func TestRankRecent(t *testing.T) {
 	if _, err := eng.RankRecent("inc-nope", now, DefaultRecentRankConfig(nil)); err == nil {
 		t.Error("RankRecent of an unknown incident did not fail")
 	}
+	// With a recent ranking set (as serve sets it), the incident itself is
+	// ranked that way at its next update, and its title follows.
+	eng.SetRecentRank(RecentRankConfig{Recent: 10 * time.Minute})
+	fire(nodeAnomaly("route", now.Add(time.Minute), 5))
+	in, _ = eng.Incident(in.ID)
+	if len(in.RootCauses) == 0 || in.RootCauses[0].Node.Name != "route" || !strings.HasPrefix(in.Title, "route: ") {
+		t.Errorf("incident after SetRecentRank: %q led by %+v, want route", in.Title, in.RootCauses)
+	}
 }
 
 // Recency and added time: evidence last seen long ago weighs less than
@@ -255,4 +263,42 @@ func newRankTest(t *testing.T) (*Engine, *BaseRates) {
 		t.Fatal(err)
 	}
 	return eng, br
+}
+
+// An incident's recent ranking takes added time from the services it
+// touches and their direct neighbours only: a slow callee of the incident's
+// service counts, a slow service elsewhere in the mesh does not.
+func TestRankRecentIncidentAddedNeighbours(t *testing.T) {
+	eng, _ := newRankTest(t)
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	a := nodeAnomaly("route", t0, 5)
+	eng.mu.Lock()
+	eng.known["route>station"] = &edgeSeen{src: node("route"), dst: node("station")}
+	eng.known["cart>redis"] = &edgeSeen{src: node("cart"), dst: node("redis")}
+	a.key = a.Subject.String()
+	a.ID = stableID("an", a.key, a.Since)
+	eng.fire(a)
+	eng.updateIncidents(t0)
+	eng.mu.Unlock()
+	incs := eng.Incidents(IncidentFilter{})
+	if len(incs) != 1 {
+		t.Fatalf("%d incidents, want 1", len(incs))
+	}
+	added := fixedAdded{{Node: RefOf(node("station")), Ms: 500}, {Node: RefOf(node("cart")), Ms: 5000}}
+	got, err := eng.RankRecent(incs[0].ID, t0.Add(time.Minute), RecentRankConfig{Recent: 10 * time.Minute, Added: added})
+	if err != nil {
+		t.Fatal(err)
+	}
+	names := map[string]bool{}
+	for _, rc := range got {
+		names[rc.Node.Name] = true
+	}
+	if !names["station"] || names["cart"] || len(got) == 0 || got[0].Node.Name != "station" {
+		t.Errorf("incident ranking %+v: want station (route's callee, 500ms added) first and cart (elsewhere) out", got)
+	}
+	pooled, _ := eng.RankRecent("", t0.Add(time.Minute), RecentRankConfig{Recent: 10 * time.Minute, Added: added})
+	if len(pooled) == 0 || pooled[0].Node.Name != "cart" {
+		t.Errorf("pooled ranking %+v: want cart, which added the most, first", pooled)
+	}
 }

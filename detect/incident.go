@@ -183,6 +183,9 @@ func (e *Engine) updateIncidents(end time.Time) {
 			}
 		}
 		e.rank(inc, g)
+		if e.recentRank.Recent > 0 {
+			e.rerank(inc, end)
+		}
 		touched[inc.ID] = true
 		action := "updated"
 		if firing {
@@ -347,6 +350,30 @@ func (e *Engine) rank(inc *Incident, g []*Anomaly) {
 	inc.Severity = sev
 	if len(inc.RootCauses) > 0 {
 		inc.Title = inc.RootCauses[0].Node.Name + ": " + nodes[inc.RootCauses[0].Node.ID].top.Summary
+	}
+}
+
+// rerank replaces the incident's causes with its recent ranking (see
+// SetRecentRank): what broke in the last minutes, each service's noisy
+// signals discounted and the time its own work added counted. A long
+// incident that merged many episodes is then led by the current one.
+func (e *Engine) rerank(inc *Incident, end time.Time) {
+	rc, err := e.rankRecent(inc.ID, end, e.recentRank)
+	if err != nil || len(rc) == 0 {
+		return
+	}
+	inc.RootCauses = rc[:min(len(rc), 5)]
+	lead := inc.RootCauses[0]
+	var top *Anomaly
+	for _, id := range lead.Anomalies {
+		if a := e.byID[id]; a != nil && (top == nil || strength(a) > strength(top)) {
+			top = a
+		}
+	}
+	if top != nil {
+		inc.Title = lead.Node.Name + ": " + top.Summary
+	} else {
+		inc.Title = lead.Node.Name + ": " + lead.Explanation
 	}
 }
 

@@ -289,6 +289,9 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 		}
 		rankCfg.Added = structure
 	}
+	if rankCfg.Recent > 0 {
+		eng.SetRecentRank(rankCfg) // incidents ranked as serve ranks them
+	}
 	batch := make([]traces.Span, 0, 4096)
 	si := 0
 	for t := start; t.Before(end); t = t.Add(cfg.Resolution) {
