@@ -95,6 +95,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 				return nil, err
 			}
 			a.spans = detect.NewSpanWindows(cfg.Detect.Structure.MaxSpans, cfg.Detect.Structure.Window)
+			a.reg.MustRegister(newSpanWindowsCollector(a.spans))
 			st.Attach(a.Graph, a.spans)
 			rank.Added = st
 		}

@@ -138,6 +138,17 @@ func TestSpansReachStructureAndSuspects(t *testing.T) {
 	if !ops["frontend get /api"] || !ops["frontend get /cart"] {
 		t.Errorf("structure windows hold %v, want frontend's two operations", ops)
 	}
+	mresp, err := http.Get("http://" + a.Web.Addr() + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	metrics, _ := io.ReadAll(mresp.Body)
+	mresp.Body.Close()
+	for _, m := range []string{"meshlens_structure_spans_dropped_total 0", "meshlens_structure_spans_sampled_out_total 0"} {
+		if !strings.Contains(string(metrics), m) {
+			t.Errorf("/metrics lacks %q", m)
+		}
+	}
 	resp, err = http.Get("http://" + a.Web.Addr() + "/api/v1/suspects?window=15m")
 	if err != nil {
 		t.Fatal(err)

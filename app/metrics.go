@@ -3,6 +3,7 @@ package app
 import (
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/meshlens/meshlens/detect"
 	"github.com/meshlens/meshlens/graph"
 )
 
@@ -40,4 +41,29 @@ func (c *graphCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.edges, prometheus.GaugeValue, float64(k.Edges))
 	ch <- prometheus.MustNewConstMetric(c.by, prometheus.GaugeValue, float64(k.Bytes))
 	ch <- prometheus.MustNewConstMetric(c.over, prometheus.CounterValue, float64(k.Overflowed))
+}
+
+// spanWindowsCollector exposes what the trace-structure detector left out.
+type spanWindowsCollector struct {
+	w                *detect.SpanWindows
+	dropped, skipped *prometheus.Desc
+}
+
+func newSpanWindowsCollector(w *detect.SpanWindows) *spanWindowsCollector {
+	return &spanWindowsCollector{
+		w:       w,
+		dropped: prometheus.NewDesc("meshlens_structure_spans_dropped_total", "Spans the trace-structure detector could not hold (bound reached, or their window already judged). The graph still counts them.", nil, nil),
+		skipped: prometheus.NewDesc("meshlens_structure_spans_sampled_out_total", "Spans of traces the trace-structure detector left out by trace sampling under heavy traffic. The graph still counts them.", nil, nil),
+	}
+}
+
+func (c *spanWindowsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- c.dropped
+	ch <- c.skipped
+}
+
+func (c *spanWindowsCollector) Collect(ch chan<- prometheus.Metric) {
+	d, s := c.w.Dropped()
+	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(d))
+	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(s))
 }
