@@ -162,6 +162,14 @@ func NewSpanWindows(max int, width time.Duration) *SpanWindows {
 		offered: map[int64]int{}, done: math.MinInt64}
 }
 
+// maxAhead is how many windows past the last judged one a span may start
+// in; maxOffered bounds the windows whose traffic is counted, so spans
+// stamped all over time cannot grow memory.
+const (
+	maxAhead   = 240
+	maxOffered = 1024
+)
+
 // keepRatio is the share of traces window k keeps, from what the window
 // before it was offered.
 func (w *SpanWindows) keepRatio(k int64) float64 {
@@ -204,11 +212,13 @@ func (w *SpanWindows) Add(spans []TraceSpan) {
 	defer w.mu.Unlock()
 	for i := range spans {
 		k := w.win(spans[i].Start)
-		if k < w.done {
-			w.dropped++
+		if k < w.done || w.done != math.MinInt64 && k > w.done+maxAhead {
+			w.dropped++ // judged already, or absurdly far ahead
 			continue
 		}
-		w.offered[k]++
+		if _, ok := w.offered[k]; ok || len(w.offered) < maxOffered {
+			w.offered[k]++
+		}
 		if r := w.keepRatio(k); r < 1 && traceUnit(spans[i].Trace) >= r {
 			w.skipped++
 			continue

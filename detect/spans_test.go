@@ -70,6 +70,11 @@ func TestSpanWindows(t *testing.T) {
 	if d, _ := full.Dropped(); d != 2 {
 		t.Errorf("dropped %d, want the span of an already taken window dropped too", d)
 	}
+	// A span stamped days ahead (a broken clock) is not held.
+	full.Add([]TraceSpan{span(5, 0, "a", "x", 3*24*3600*1000, 1)})
+	if d, _ := full.Dropped(); d != 3 {
+		t.Errorf("dropped %d, want the span stamped days ahead dropped", d)
+	}
 }
 
 // Above half its bound (the budget) a window's traffic makes the next

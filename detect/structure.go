@@ -243,6 +243,9 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 		sc := &scores[i]
 		n := s.nodes[sc.Node.ID()]
 		if n == nil {
+			if !sc.Judged {
+				continue // nothing to compare with, so nothing added
+			}
 			n = &structNode{}
 			s.nodes[sc.Node.ID()] = n
 		}
@@ -384,8 +387,8 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			}
 		}
 		for c, n := range o.Children {
-			if _, ok := b.children[c]; ok {
-				continue
+			if _, ok := b.children[c]; ok || len(b.children) >= maxChildKinds {
+				continue // known, or an operation whose children are too many kinds to judge new ones
 			}
 			// Never seen under this operation: expect at most half a call
 			// over the whole baseline.
@@ -511,6 +514,9 @@ func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
 	id := sc.Node.ID()
 	n := s.nodes[id]
 	if n == nil {
+		if !sc.Judged {
+			return // no baseline yet
+		}
 		n = &structNode{}
 		s.nodes[id] = n
 	}
@@ -593,6 +599,9 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 		k := opKey(o.Node, o.Operation)
 		b := s.ops[k]
 		if b == nil {
+			if len(s.ops) >= maxOps {
+				continue // operation names without bound (IDs in them): the first ones are judged
+			}
 			b = &opBase{children: map[string]float64{}}
 			s.ops[k] = b
 			n := s.nodes[id]
@@ -615,7 +624,9 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 		}
 		b.n += float64(o.Spans)
 		for c, v := range o.Children {
-			b.children[c] += float64(v)
+			if _, ok := b.children[c]; ok || len(b.children) < maxChildKinds {
+				b.children[c] += float64(v)
+			}
 		}
 		if o.SelfMs > 0 {
 			b.selfLog = append(b.selfLog, math.Log(o.SelfMs+s.cfg.MinSelfMs))
@@ -625,6 +636,13 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 		}
 	}
 }
+
+// maxOps bounds the operations with a baseline, maxChildKinds the child
+// kinds of one: live operation names can carry IDs.
+const (
+	maxOps        = 20000
+	maxChildKinds = 64
+)
 
 // usualExcessQ is the quantile of a node's recent added times taken as
 // its usual noise.

@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -289,5 +290,33 @@ func TestStructureLearnsChronicSlowness(t *testing.T) {
 	}
 	if added["basic"] < 500 {
 		t.Errorf("basic slowed from ~2.5ms to 60ms on 10 spans: %.0fms added, want >= 500", added["basic"])
+	}
+}
+
+// Operation names with IDs in them (GET /users/1234) must not grow the
+// baselines without bound.
+func TestStructureBoundsOperations(t *testing.T) {
+	_, st := newTestStructure(t)
+	n := graph.Node{Workload: "users", App: "users", Kind: graph.KindWorkload}
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	for w := 0; w < 3; w++ {
+		ops := make([]OpStat, 0, 10000)
+		for i := 0; i < 10000; i++ {
+			ops = append(ops, OpStat{Node: n, Operation: fmt.Sprintf("GET /users/%d", w*10000+i), Spans: 1, SelfMs: 1,
+				Children: map[string]int{fmt.Sprintf("op:SELECT user %d", i%100): 1}})
+		}
+		st.Observe(t0.Add(time.Duration(w)*30*time.Second), 30*time.Second, ops)
+	}
+	if len(st.ops) > maxOps {
+		t.Errorf("%d operation baselines, want at most %d", len(st.ops), maxOps)
+	}
+	one := []OpStat{{Node: n, Operation: "GET /users", Spans: 1, Children: map[string]int{}}}
+	for i := 0; i < 200; i++ {
+		one[0].Children[fmt.Sprintf("op:SELECT %d", i)] = 1
+	}
+	_, st = newTestStructure(t)
+	st.Observe(t0, 30*time.Second, one)
+	if b := st.ops[opKey(n, "GET /users")]; b == nil || len(b.children) > maxChildKinds {
+		t.Errorf("child kinds of one operation: %v, want at most %d", b, maxChildKinds)
 	}
 }
