@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 
 // Endpoints other components provide; their absence is a documented state, not an error.
-const OPTIONAL_API = /\/api\/v1\/(anomalies|incidents|graph\/diff|chat|proposals|history)\b/;
+const OPTIONAL_API = /\/api\/v1\/(anomalies|incidents|suspects|graph\/diff|chat|proposals|history)\b/;
 
 export const CHROMIUM = process.env.CHROMIUM ?? '/usr/bin/chromium';
 

@@ -148,8 +148,10 @@ describe('dashboard on meshlens serve --demo=bookinfo-bad-canary', { skip: missi
     await page.click('[data-tab="anomalies"]');
     // The list may have been loaded before the incident fired; the tab reloads it.
     await page.locator('.anomaly-head', { hasText: 'Incident' }).first().click({ timeout: DELTA_TIMEOUT });
-    await page.locator('.rootcauses li.top', { hasText: 'reviews-v4' }).waitFor();
+    await page.locator('.anomaly .rootcauses li.top', { hasText: 'reviews-v4' }).waitFor();
     await page.waitForFunction(() => window.__meshlens.cy.nodes('.rootcause').some((n) => String(n.data('label')).includes('reviews-v4')), null, { timeout: 10000 });
+    // The suspects of the last minutes, across incidents, lead with the canary too.
+    await page.locator('.suspects .rootcauses li.top', { hasText: 'reviews-v4' }).waitFor({ timeout: DELTA_TIMEOUT });
     await screenshot(page, 'demo-bad-canary-incident');
     assert.deepEqual(problems, []);
   });

@@ -85,8 +85,12 @@ describe('dashboard on the mock API', () => {
     await page.locator('#anomaly-count').filter({ hasText: '2' }).waitFor();
     await page.click('[data-tab="anomalies"]');
     await page.locator('.anomaly-head', { hasText: 'Incident' }).click();
-    await page.locator('.rootcauses li.top', { hasText: 'ratings' }).waitFor();
+    await page.locator('.anomaly .rootcauses li.top', { hasText: 'ratings' }).waitFor();
     assert.ok(await page.evaluate((id) => window.__meshlens.cy.getElementById(id).hasClass('rootcause'), RATINGS), 'root cause not marked on the graph');
+    // The suspects section follows the live feed (refreshed after detection changes).
+    await page.locator('.suspects .rootcauses li.top', { hasText: 'ratings' }).waitFor();
+    await page.locator('.suspects .rootcauses li.top .link').click();
+    await page.locator('.panel-title', { hasText: 'ratings-v1' }).waitFor();
     assert.equal(await page.evaluate((id) => window.__meshlens.cy.getElementById(id).data('health'), RATINGS), 'failing');
     await screenshot(page, 'mock-incident');
 

@@ -106,6 +106,9 @@ const server = http.createServer(async (req, res) => {
   if (p === '/api/v1/history') return json(res, 200, history({ fault }));
   if (p === '/api/v1/anomalies') return json(res, 200, { anomalies: anomalyItems().anomalies });
   if (p === '/api/v1/incidents') return json(res, 200, { incidents: anomalyItems().incidents });
+  if (p === '/api/v1/suspects') {
+    return json(res, 200, { at: new Date().toISOString(), window: '10m0s', suspects: anomalyItems().incidents.flatMap((inc) => inc.rootCauses) });
+  }
   if (req.method === 'POST' && p.startsWith('/api/') && !req.headers['x-meshlens-csrf']) return json(res, 403, { error: 'missing X-Meshlens-Csrf header' });
   if (p === '/api/v1/login' && req.method === 'POST') {
     const body = await readBody(req);

@@ -88,6 +88,9 @@ function rootCauseName(rc) {
   return rc.node?.name ?? rc.service ?? rc.name ?? (typeof rc.node === 'string' ? nameOfId(rc.node) : '?');
 }
 
+// SUSPECTS_WINDOW is how far back the suspects ranking looks.
+const SUSPECTS_WINDOW = '10m';
+
 export class Anomalies {
   constructor(el, { model, state, highlight, select, toast }) {
     this.el = el;
@@ -99,6 +102,8 @@ export class Anomalies {
     this.items = new Map(); // key -> item (incidents and anomalies)
     this.selected = null;
     this.status = { incidents: 'loading', anomalies: 'loading' };
+    this.suspects = []; // the server's ranking of what broke in the last minutes
+    this.suspectsTimer = null;
   }
 
   activate() { this.load(); }
@@ -113,8 +118,27 @@ export class Anomalies {
         this.status[what] = err.notAvailable ? 'n/a' : err.message;
       }
     };
-    await Promise.all([get('incidents', api.incidents), get('anomalies', api.anomalies)]);
+    await Promise.all([get('incidents', api.incidents), get('anomalies', api.anomalies), this._loadSuspects()]);
     this._render();
+  }
+
+  async _loadSuspects() {
+    try {
+      const resp = await api.suspects(SUSPECTS_WINDOW);
+      this.suspects = (resp?.suspects ?? []).filter((rc) => (rc.score ?? 0) > 0).slice(0, 5);
+    } catch {
+      this.suspects = []; // an older server, or detection off: the section is left out
+    }
+  }
+
+  /** Refreshes the suspects a moment after detection changed, once per burst. */
+  _refreshSuspects() {
+    if (this.suspectsTimer) return;
+    this.suspectsTimer = setTimeout(async () => {
+      this.suspectsTimer = null;
+      await this._loadSuspects();
+      this._render();
+    }, 2000);
   }
 
   /** An event from the live feed. */
@@ -125,6 +149,7 @@ export class Anomalies {
     else if (p.anomaly) this._put('anomaly', p.anomaly);
     else if (msg.item) this._put(msg.type, msg.item);
     else if (p.id) this._put(msg.type, p);
+    this._refreshSuspects();
     this._render();
     if (this.selected) this.reapplyHighlight();
   }
@@ -189,7 +214,8 @@ export class Anomalies {
     const all = [...this.items.values()].sort((a, b) =>
       (isResolved(a) - isResolved(b)) || (a._type === b._type ? 0 : a._type === 'incident' ? -1 : 1)
       || ((SEV_ORDER[a.severity] ?? 5) - (SEV_ORDER[b.severity] ?? 5)) || (Date.parse(since(b) ?? 0) - Date.parse(since(a) ?? 0)));
-    if (all.length === 0) {
+    const suspects = this._suspects();
+    if (all.length === 0 && !suspects) {
       const na = this.status.incidents === 'n/a' && this.status.anomalies === 'n/a';
       const err = [this.status.incidents, this.status.anomalies].find((s) => s !== 'ok' && s !== 'n/a' && s !== 'loading');
       render(this.el, h('div', { class: 'empty-state' },
@@ -197,7 +223,29 @@ export class Anomalies {
         h('p', {}, na ? 'This server does not run the detectors.' : err ? `Could not load: ${err}` : 'Everything looks normal. New anomalies appear here as they are detected.')));
       return;
     }
-    render(this.el, h('ul', { class: 'anomaly-list' }, all.map((it) => this._item(it))));
+    render(this.el, suspects, h('ul', { class: 'anomaly-list' }, all.map((it) => this._item(it))));
+  }
+
+  /** The suspects section: services most likely behind what broke lately. */
+  _suspects() {
+    if (this.suspects.length === 0) return null;
+    return h('section', { class: 'suspects' },
+      h('h4', {}, `Suspects, last ${SUSPECTS_WINDOW}`),
+      this._causes(this.suspects));
+  }
+
+  /** A ranked list of root causes with score bars and explanations. */
+  _causes(rcs) {
+    const max = Math.max(1e-9, ...rcs.map((r) => r.score ?? 0));
+    return h('ol', { class: 'rootcauses' }, rcs.map((rc, i) => {
+      const nodes = rootCauseNodes(this.model, rc);
+      return h('li', { class: i === 0 ? 'top' : '' },
+        h('div', { class: 'rc-row' },
+          nodes.length ? h('button', { type: 'button', class: 'link', onclick: () => this.selectFn({ kind: 'node', id: nodes[0] }) }, rootCauseName(rc)) : h('strong', {}, rootCauseName(rc)),
+          h('span', { class: 'score-bar' }, h('span', { style: { width: `${Math.max(4, ((rc.score ?? 0) / max) * 100)}%` } })),
+          h('span', { class: 'mono muted' }, rc.score != null ? (rc.score <= 1 ? fmtPct(rc.score) : Number(rc.score).toFixed(2)) : '')),
+        rc.explanation ? h('p', { class: 'muted' }, rc.explanation) : null);
+    }));
   }
 
   _item(it) {
@@ -223,19 +271,10 @@ export class Anomalies {
 
   _detail(it) {
     const rcs = it.rootCauses ?? [];
-    const max = Math.max(1e-9, ...rcs.map((r) => r.score ?? 0));
     return h('div', { class: 'anomaly-detail' },
       (it.explanation ?? it.summary) ? h('p', {}, it.explanation ?? it.summary) : null,
       it.score != null ? h('p', { class: 'muted' }, `Score ${Number(it.score).toFixed(2)}`) : null,
-      rcs.length ? [h('h4', {}, 'Likely root cause'), h('ol', { class: 'rootcauses' }, rcs.map((rc, i) => {
-        const nodes = rootCauseNodes(this.model, rc);
-        return h('li', { class: i === 0 ? 'top' : '' },
-          h('div', { class: 'rc-row' },
-            nodes.length ? h('button', { type: 'button', class: 'link', onclick: () => this.selectFn({ kind: 'node', id: nodes[0] }) }, rootCauseName(rc)) : h('strong', {}, rootCauseName(rc)),
-            h('span', { class: 'score-bar' }, h('span', { style: { width: `${Math.max(4, ((rc.score ?? 0) / max) * 100)}%` } })),
-            h('span', { class: 'mono muted' }, rc.score != null ? (rc.score <= 1 ? fmtPct(rc.score) : Number(rc.score).toFixed(2)) : '')),
-          rc.explanation ? h('p', { class: 'muted' }, rc.explanation) : null);
-      }))] : null);
+      rcs.length ? [h('h4', {}, 'Likely root cause'), this._causes(rcs)] : null);
   }
 }
 

@@ -80,6 +80,7 @@ export const api = {
   history: ({ source, target, view, window = '1h' }) => request('GET', '/api/v1/history' + qs({ source, target, view, window })),
   anomalies: () => request('GET', '/api/v1/anomalies'),
   incidents: () => request('GET', '/api/v1/incidents'),
+  suspects: (window = '10m') => request('GET', '/api/v1/suspects' + qs({ window })),
   diff: ({ from, to, view }) => request('GET', '/api/v1/graph/diff' + qs({ from, to, view })),
   chat: (sessionId, message) => request('POST', '/api/v1/chat', { sessionId, message }),
   proposals: () => request('GET', '/api/v1/proposals'),
