@@ -281,7 +281,7 @@ func (e *Engine) rankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		if incidentID != "" {
 			near = map[string]bool{}
 			for _, ks := range e.known {
-				s, d := ks.src.ID(), ks.dst.ID()
+				s, d := ks.srcID, ks.dstID
 				if nodes[s] != nil || nodes[d] != nil {
 					near[s], near[d] = true, true
 				}
@@ -310,7 +310,7 @@ func (e *Engine) rankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 	}
 	callees := map[string][]string{}
 	for _, ks := range e.known {
-		s, d := ks.src.ID(), ks.dst.ID()
+		s, d := ks.srcID, ks.dstID
 		if nodes[s] != nil && nodes[d] != nil {
 			callees[s] = append(callees[s], d)
 		}

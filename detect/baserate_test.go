@@ -274,8 +274,8 @@ func TestRankRecentIncidentAddedNeighbours(t *testing.T) {
 	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
 	a := nodeAnomaly("route", t0, 5)
 	eng.mu.Lock()
-	eng.known["route>station"] = &edgeSeen{src: node("route"), dst: node("station")}
-	eng.known["cart>redis"] = &edgeSeen{src: node("cart"), dst: node("redis")}
+	eng.known["route>station"] = newEdgeSeen(node("route"), node("station"))
+	eng.known["cart>redis"] = newEdgeSeen(node("cart"), node("redis"))
 	a.key = a.Subject.String()
 	a.ID = stableID("an", a.key, a.Since)
 	eng.fire(a)

@@ -43,7 +43,8 @@ func (e *Engine) seeEdge(es *graph.EdgeSnapshot, t time.Time) {
 	k := es.Source.ID() + ">" + es.Target.ID()
 	ks := e.known[k]
 	if ks == nil {
-		ks = &edgeSeen{src: es.Source, dst: es.Target, first: t, learned: t.Before(e.start.Add(e.cfg.LearningPeriod))}
+		ks = newEdgeSeen(es.Source, es.Target)
+		ks.first, ks.learned = t, t.Before(e.start.Add(e.cfg.LearningPeriod))
 		ks.policy, ks.polDeny = e.policyFor(es.Source, es.Target)
 		e.known[k] = ks
 	}

@@ -23,14 +23,15 @@ const maxSeries = 30
 
 // edgeSeen is one edge of the learned edge baseline.
 type edgeSeen struct {
-	src, dst    graph.Node
-	first, last time.Time
-	learned     bool
-	policy      string // violated policy ("" = none), computed once
-	polDeny     bool
-	plaintext   bool
-	polState    detState
-	unexpected  detState
+	src, dst     graph.Node
+	srcID, dstID string // src.ID(), dst.ID(): read on every incident update
+	first, last  time.Time
+	learned      bool
+	policy       string // violated policy ("" = none), computed once
+	polDeny      bool
+	plaintext    bool
+	polState     detState
+	unexpected   detState
 }
 
 type nodeSeen struct{ first, last time.Time }
@@ -64,6 +65,11 @@ type Engine struct {
 	lastGood  time.Time
 	// recentRank tunes the suspects ranking (SetRecentRank).
 	recentRank RecentRankConfig
+}
+
+// newEdgeSeen is a learned edge from src to dst, its node IDs worked out once.
+func newEdgeSeen(src, dst graph.Node) *edgeSeen {
+	return &edgeSeen{src: src, dst: dst, srcID: src.ID(), dstID: dst.ID()}
 }
 
 // maxGap: a silence longer than this is no longer taken for a telemetry gap.

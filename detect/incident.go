@@ -131,8 +131,8 @@ func (e *Engine) updateIncidents(end time.Time) {
 		}
 	}
 	for _, ks := range e.known {
-		i, ok1 := byNode[ks.src.ID()]
-		j, ok2 := byNode[ks.dst.ID()]
+		i, ok1 := byNode[ks.srcID]
+		j, ok2 := byNode[ks.dstID]
 		if ok1 && ok2 {
 			u.union(i, j)
 		}
@@ -301,7 +301,7 @@ func (e *Engine) rank(inc *Incident, g []*Anomaly) {
 	}
 	callees := map[string][]string{}
 	for _, ks := range e.known {
-		s, d := ks.src.ID(), ks.dst.ID()
+		s, d := ks.srcID, ks.dstID
 		if nodes[s] != nil && nodes[d] != nil {
 			callees[s] = append(callees[s], d)
 		}

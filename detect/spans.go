@@ -25,9 +25,8 @@ type spanShape struct {
 	children map[string]int
 	childNs  int64
 	selfMs   float64
-	peer     graph.Node
-	peerSet  bool // a call to one other service (and nothing else, once mixed is false)
-	mixed    bool // calls more than one service or does work of its own
+	peer     graph.Node // the service of the first child, when it is another one; zero once mixed
+	mixed    bool       // calls more than one service or does work of its own
 }
 
 // shapeIndex keys a span by trace and ID.
@@ -60,10 +59,9 @@ func shapes(spans []TraceSpan, want []int) []spanShape {
 		kind := "op:" + c.Operation
 		if spans[want[k]].Node != c.Node {
 			kind = "call:" + c.Node.Name()
-			switch {
-			case len(sh.children) == 0:
-				sh.peer, sh.peerSet = c.Node, true
-			case !sh.peerSet || sh.peer != c.Node:
+			if len(sh.children) == 0 {
+				sh.peer = c.Node
+			} else if sh.peer != c.Node {
 				sh.mixed = true
 			}
 		} else {
@@ -79,7 +77,7 @@ func shapes(spans []TraceSpan, want []int) []spanShape {
 		sh := &out[k]
 		sh.selfMs = math.Max(float64(spans[i].End-spans[i].Start-sh.childNs), 0) / 1e6
 		if sh.mixed {
-			sh.peer, sh.peerSet = graph.Node{}, false
+			sh.peer = graph.Node{}
 		}
 	}
 	return out
@@ -105,15 +103,11 @@ func OpStatsOf(spans []TraceSpan, idx []int) []OpStat {
 	for n, i := range idx {
 		s := &spans[i]
 		h := &sh[n]
-		k := key{node: s.Node, op: s.Operation}
-		if h.peerSet {
-			k.peer = h.peer
-		}
+		k := key{node: s.Node, op: s.Operation, peer: h.peer}
 		a := byOp[k]
 		if a == nil {
-			a = &acc{st: OpStat{Node: s.Node, Operation: s.Operation, Children: map[string]int{}}}
-			if h.peerSet {
-				a.st.Peer = h.peer
+			a = &acc{st: OpStat{Node: s.Node, Operation: s.Operation, Children: map[string]int{}, Peer: h.peer}}
+			if !h.peer.IsZero() {
 				a.st.Operation += " -> " + h.peer.Name()
 			}
 			byOp[k] = a
@@ -152,13 +146,13 @@ type SpanWindows struct {
 	skipped uint64
 }
 
-// NewSpanWindows holds at most max spans in windows of width; beyond that,
+// NewSpanWindows holds at most limit spans in windows of width; beyond that,
 // and for windows already taken, new spans are dropped (and counted). When
-// a window was offered more than max/2 spans, the next one keeps whole
+// a window was offered more than limit/2 spans, the next one keeps whole
 // traces sampled by trace ID to about that many: structure statistics need
 // a fair sample, not every trace, and a bound on work.
-func NewSpanWindows(max int, width time.Duration) *SpanWindows {
-	return &SpanWindows{max: max, width: max64(width.Nanoseconds(), 1), byWin: map[int64][]TraceSpan{},
+func NewSpanWindows(limit int, width time.Duration) *SpanWindows {
+	return &SpanWindows{max: limit, width: max(width.Nanoseconds(), 1), byWin: map[int64][]TraceSpan{},
 		offered: map[int64]int{}, done: math.MinInt64}
 }
 
@@ -188,13 +182,6 @@ func traceUnit(t [16]byte) float64 {
 	}
 	h ^= h >> 29
 	return float64(h>>11) / (1 << 53)
-}
-
-func max64(a, b int64) int64 {
-	if a > b {
-		return a
-	}
-	return b
 }
 
 // win is the index of the window t (unix ns) falls in.
@@ -239,10 +226,10 @@ func (w *SpanWindows) Take(from, to time.Time) []OpStat {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f, t := from.UnixNano(), to.UnixNano()
-	last := w.win(t - 1)
+	first, last := w.win(f), w.win(t-1)
 	var keys []int64
 	for k := range w.byWin {
-		if k >= w.win(f) && k <= last+1 {
+		if k >= first && k <= last+1 {
 			keys = append(keys, k)
 		}
 	}
@@ -274,7 +261,7 @@ func (w *SpanWindows) Take(from, to time.Time) []OpStat {
 			delete(w.offered, k)
 		}
 	}
-	w.done = max64(w.done, end)
+	w.done = max(w.done, end)
 	return out
 }
 

@@ -147,9 +147,10 @@ func (e *Engine) ImportState(st State) error {
 	e.start, e.last, e.res = st.Start, st.Last, st.Resolution
 	e.known = make(map[string]*edgeSeen, len(st.Edges))
 	for _, es := range st.Edges {
-		k := &edgeSeen{src: es.Source, dst: es.Target, first: es.First, last: es.Last, learned: es.Learned}
+		k := newEdgeSeen(es.Source, es.Target)
+		k.first, k.last, k.learned = es.First, es.Last, es.Learned
 		k.policy, k.polDeny = e.policyFor(es.Source, es.Target)
-		e.known[es.Source.ID()+">"+es.Target.ID()] = k
+		e.known[k.srcID+">"+k.dstID] = k
 	}
 	e.nodes = make(map[string]*nodeSeen, len(st.Nodes))
 	for _, n := range st.Nodes {

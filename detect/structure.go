@@ -241,13 +241,9 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 	var w windowAdded
 	for i := range scores {
 		sc := &scores[i]
-		n := s.nodes[sc.Node.ID()]
+		n := s.nodeOf(sc)
 		if n == nil {
-			if !sc.Judged {
-				continue // nothing to compare with, so nothing added
-			}
-			n = &structNode{}
-			s.nodes[sc.Node.ID()] = n
+			continue // nothing to compare with, so nothing added
 		}
 		// What the node usually adds in a window (the upper quartile of
 		// its recent windows, zeros included) is its noise, not a change.
@@ -278,9 +274,8 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 
 // AddedMs sums each node's added time, net of what it usually adds in a
 // window, over the windows starting in [from, to], each weighed by
-// exp(-age/tau) (tau <= 0: all alike). It
-// reads what Observe wrote under the engine's lock, which RankRecent holds
-// when it asks.
+// exp(-age/tau) (tau <= 0: all alike). It reads what Observe wrote under
+// the engine's lock, which RankRecent holds when it asks.
 func (s *Structure) AddedMs(from, to time.Time, tau time.Duration) []NodeAdded {
 	idx := map[string]int{}
 	var out []NodeAdded
@@ -398,10 +393,6 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		}
 		// Self time against the medians of earlier windows.
 		peer := !o.Peer.IsZero()
-		if peer && o.SelfMs > 0 && len(b.selfLog) >= 5 {
-			gapOf(o.Node).judged++
-			gapOf(o.Peer).judged++
-		}
 		if o.SelfMs > 0 && len(b.selfLog) >= 5 {
 			s.self = append(s.self[:0], b.selfLog...)
 			slices.Sort(s.self)
@@ -409,7 +400,10 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			baseMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
 			x := math.Log(o.SelfMs + s.cfg.MinSelfMs)
 			d := x - med
-			if !peer {
+			if peer {
+				gapOf(o.Node).judged++
+				gapOf(o.Peer).judged++
+			} else {
 				ownOf(o.Node.ID()).allBase += k * baseMs
 			}
 			if d < math.Log(s.cfg.SelfRatio) {
@@ -509,18 +503,22 @@ func cmpF(a, b float64) int {
 	return 0
 }
 
-// step fires, updates or resolves the node's structure anomaly.
-func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
+// nodeOf is the state of sc's node, made once it has been judged; nil
+// before: a service with no baseline holds no state.
+func (s *Structure) nodeOf(sc *NodeStructureScore) *structNode {
 	id := sc.Node.ID()
 	n := s.nodes[id]
-	if n == nil {
-		if !sc.Judged {
-			return // no baseline yet
-		}
+	if n == nil && sc.Judged {
 		n = &structNode{}
 		s.nodes[id] = n
 	}
-	if !sc.Judged && n.firing == nil {
+	return n
+}
+
+// step fires, updates or resolves the node's structure anomaly.
+func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
+	n := s.nodeOf(sc)
+	if n == nil || !sc.Judged && n.firing == nil {
 		return // no baseline yet
 	}
 	thr := s.cfg.Threshold
@@ -559,7 +557,7 @@ func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
 		a := &Anomaly{Type: TypeNodeMetric, Metric: "trace_structure", Direction: "changed", Subject: Subject{Kind: SubjectNode, Node: &ref}, Unit: "llr",
 			Evidence: Evidence{Notes: []string{"calls per span, operation mix or self time of the service's own spans left their baseline"}}}
 		fill(a)
-		a.key = "structure|" + id
+		a.key = "structure|" + ref.ID
 		a.Since, a.FiredAt, a.UpdatedAt, a.State = t, end, end, StateFiring
 		a.ID = stableID("an", a.key, a.Since)
 		n.firing, n.cold = a, 0
