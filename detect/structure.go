@@ -364,11 +364,21 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		out[j].Score += r.score
 		why[j] = append(why[j], r)
 	}
+	// Every link's network time in the window, and the links that have no
+	// baseline of their own yet: those are judged against the others.
+	var linkMs []float64
+	var fresh []*OpStat
 	for i := range ops {
 		o := &ops[i]
 		add(o.Node, reason{})
 		b := s.ops[opKey(o.Node, o.Operation)]
 		k := float64(o.Spans)
+		if !o.Peer.IsZero() && o.SelfMs > 0 && k > 0 {
+			linkMs = append(linkMs, o.SelfMs)
+			if b == nil || b.n < s.cfg.MinBaseline || len(b.selfLog) < 5 {
+				fresh = append(fresh, o)
+			}
+		}
 		if b == nil || b.n < s.cfg.MinBaseline || k <= 0 {
 			continue
 		}
@@ -441,6 +451,45 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			}
 		}
 	}
+	// Links without a baseline (new ones, and every link in the first
+	// windows after a start) are compared across the window instead: network
+	// time inside one mesh is much alike from link to link, so the end whose
+	// links all take several times the window's usual network time is slow
+	// now, whatever its past.
+	if len(fresh) > 0 && len(linkMs) >= minCrossLinks {
+		s.self = s.self[:0]
+		for _, ms := range linkMs {
+			s.self = append(s.self, math.Log(ms+s.cfg.MinSelfMs))
+		}
+		slices.Sort(s.self)
+		med := quantileSorted(s.self, 0.5)
+		refMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
+		for i := range s.self {
+			s.self[i] = math.Abs(s.self[i] - med)
+		}
+		slices.Sort(s.self)
+		spread := math.Max(1.4826*quantileSorted(s.self, 0.5), crossSpreadFloor)
+		for _, o := range fresh {
+			k := float64(o.Spans)
+			if k < minCrossSpans {
+				continue
+			}
+			gapOf(o.Node).judged++
+			gapOf(o.Peer).judged++
+			d := math.Log(o.SelfMs+s.cfg.MinSelfMs) - med
+			if d < math.Log(crossRatio) || o.SelfMs-refMs < crossMinMs {
+				continue
+			}
+			score := 2 * math.Min(d/spread, 10) * math.Sqrt(k)
+			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), k * (o.SelfMs - refMs)})
+			text := fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms on the window's links", o.Node.Name(), o.Peer.Name(), o.SelfMs, refMs)
+			for _, n := range []graph.Node{o.Node, o.Peer} {
+				g := gapOf(n)
+				g.slow++
+				g.rs = append(g.rs, reason{score / 2, text})
+			}
+		}
+	}
 	for _, t := range own {
 		if t.allBase > 0 {
 			t.excess *= math.Min(t.slowBase/t.allBase, 1)
@@ -492,6 +541,18 @@ const excessUnitMs = 10
 
 // minExcessZ is how sure a self-time shift must be to count as added time.
 const minExcessZ = 3
+
+// A link without a baseline is slow when its network time is crossRatio
+// times the window's median link and crossMinMs more, judged once it had
+// minCrossSpans spans and the window minCrossLinks links; spreads across
+// links below crossSpreadFloor (in log ms) are not trusted.
+const (
+	crossRatio       = 4
+	crossMinMs       = 10
+	minCrossSpans    = 2
+	minCrossLinks    = 8
+	crossSpreadFloor = 0.25
+)
 
 func cmpF(a, b float64) int {
 	switch {

@@ -320,3 +320,84 @@ func TestStructureBoundsOperations(t *testing.T) {
 		t.Errorf("child kinds of one operation: %v, want at most %d", b, maxChildKinds)
 	}
 }
+
+// Links with no baseline yet (the first windows after a start, a new link)
+// are judged against the window's other links: the end whose links all take
+// many times the usual network time fires in the very first window. A
+// cluster slow everywhere, a lone slow link among normal ones for each end,
+// or too few links to compare fires nothing.
+func TestStructureJudgesNewLinksAcrossTheWindow(t *testing.T) {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	names := []string{"gateway", "travel", "basic", "seat", "station", "route", "price", "train", "config", "order"}
+	// A mesh of links (a -> b) with 2-5 ms network time.
+	pairs := [][2]int{{0, 1}, {1, 2}, {1, 3}, {2, 4}, {2, 5}, {2, 6}, {2, 7}, {3, 8}, {3, 9}, {0, 9}, {5, 4}, {7, 4}}
+	for _, tc := range []struct {
+		name  string
+		links int     // how many of pairs the window has
+		slow  func(a, b string) float64
+		want  string // the node that fires, "" for none
+	}{
+		{"basic delayed", len(pairs), func(a, b string) float64 {
+			if a == "basic" || b == "basic" {
+				return 60
+			}
+			return 0
+		}, "basic"},
+		{"all slow alike", len(pairs), func(a, b string) float64 { return 60 }, ""},
+		{"one slow link, both ends busy elsewhere", len(pairs), func(a, b string) float64 {
+			if a == "basic" && b == "station" {
+				return 60
+			}
+			return 0
+		}, ""},
+		{"too few links to compare", 6, func(a, b string) float64 {
+			if a == "basic" || b == "basic" {
+				return 60
+			}
+			return 0
+		}, ""},
+		{"nothing slow", len(pairs), func(a, b string) float64 { return 0 }, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, st := newTestStructure(t)
+			var fired []Anomaly
+			eng.Subscribe(func(c Change) {
+				if c.Action == "fired" && c.Anomaly != nil {
+					fired = append(fired, *c.Anomaly)
+				}
+			})
+			var ops []OpStat
+			for i, p := range pairs[:tc.links] {
+				a, b := node(names[p[0]]), node(names[p[1]])
+				ms := 2 + float64(i%4) + tc.slow(a.Name(), b.Name())
+				ops = append(ops, OpStat{Node: a, Operation: "HTTP GET -> " + b.Name(), Spans: 6, Children: map[string]int{"call:" + b.Name(): 6}, SelfMs: ms, Peer: b})
+			}
+			t0 := time.Date(2023, 1, 29, 8, 43, 0, 0, time.UTC)
+			scores := st.Observe(t0, time.Minute, ops)
+			if tc.want == "" {
+				for _, a := range fired {
+					t.Errorf("fired %q, want nothing", a.Summary)
+				}
+				return
+			}
+			if len(fired) != 1 || fired[0].Subject.Node == nil || fired[0].Subject.Node.Name != tc.want {
+				for _, a := range fired {
+					t.Log(a.Summary)
+				}
+				t.Fatalf("fired %d anomalies, want one on %s", len(fired), tc.want)
+			}
+			if !strings.Contains(fired[0].Summary, "on the window's links") {
+				t.Errorf("summary %q does not say what it was compared with", fired[0].Summary)
+			}
+			added := map[string]float64{}
+			for _, s := range scores {
+				added[s.Node.Name()] = s.ExcessMs
+			}
+			for n, ms := range added {
+				if n != tc.want && ms >= added[tc.want] {
+					t.Errorf("%s added %.0fms, %s %.0fms: want the delayed end first", n, ms, tc.want, added[tc.want])
+				}
+			}
+		})
+	}
+}
