@@ -352,6 +352,18 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		excess float64
 	}
 	var linkTimes []linkTime
+	// slowLink counts a slow link for both its ends; excessMs > 0 when it
+	// is sure enough to add time.
+	slowLink := func(o *OpStat, score, excessMs float64, text string) {
+		if excessMs > 0 {
+			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), excessMs})
+		}
+		for _, n := range []graph.Node{o.Node, o.Peer} {
+			g := gapOf(n)
+			g.slow++
+			g.rs = append(g.rs, reason{score / 2, text})
+		}
+	}
 	add := func(n graph.Node, r reason) {
 		id := n.ID()
 		j, ok := byNode[id]
@@ -405,8 +417,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		peer := !o.Peer.IsZero()
 		if o.SelfMs > 0 && len(b.selfLog) >= 5 {
 			s.self = append(s.self[:0], b.selfLog...)
-			slices.Sort(s.self)
-			med := quantileSorted(s.self, 0.5)
+			med, mad := medMAD(s.self)
 			baseMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
 			x := math.Log(o.SelfMs + s.cfg.MinSelfMs)
 			d := x - med
@@ -422,11 +433,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			// Robust z against the spread of earlier window medians: a
 			// steady operation that slows 50x is surer than a jittery
 			// database call that does.
-			for i := range s.self {
-				s.self[i] = math.Abs(s.self[i] - med)
-			}
-			slices.Sort(s.self)
-			z := math.Min(d/math.Max(1.4826*quantileSorted(s.self, 0.5), 0.1), 10)
+			z := math.Min(d/math.Max(1.4826*mad, 0.1), 10)
 			score := 2 * z * math.Sqrt(k)
 			// Only a sure slowdown adds to the node's excess time: the
 			// jitter of a chronically noisy operation must not pile up.
@@ -440,15 +447,11 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 				add(o.Node, reason{score, fmt.Sprintf("%s: self time %.3gms vs %.3gms", o.Operation, o.SelfMs, baseMs)})
 				continue
 			}
+			excess := 0.0
 			if sure {
-				linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), k * (o.SelfMs - baseMs)})
+				excess = k * (o.SelfMs - baseMs)
 			}
-			text := fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms", o.Node.Name(), o.Peer.Name(), o.SelfMs, baseMs)
-			for _, n := range []graph.Node{o.Node, o.Peer} {
-				g := gapOf(n)
-				g.slow++
-				g.rs = append(g.rs, reason{score / 2, text})
-			}
+			slowLink(o, score, excess, fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms", o.Node.Name(), o.Peer.Name(), o.SelfMs, baseMs))
 		}
 	}
 	// Links without a baseline (new ones, and every link in the first
@@ -461,14 +464,9 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		for _, ms := range linkMs {
 			s.self = append(s.self, math.Log(ms+s.cfg.MinSelfMs))
 		}
-		slices.Sort(s.self)
-		med := quantileSorted(s.self, 0.5)
+		med, mad := medMAD(s.self)
 		refMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
-		for i := range s.self {
-			s.self[i] = math.Abs(s.self[i] - med)
-		}
-		slices.Sort(s.self)
-		spread := math.Max(1.4826*quantileSorted(s.self, 0.5), crossSpreadFloor)
+		spread := math.Max(1.4826*mad, crossSpreadFloor)
 		for _, o := range fresh {
 			k := float64(o.Spans)
 			if k < minCrossSpans {
@@ -480,14 +478,8 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			if d < math.Log(crossRatio) || o.SelfMs-refMs < crossMinMs {
 				continue
 			}
-			score := 2 * math.Min(d/spread, 10) * math.Sqrt(k)
-			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), k * (o.SelfMs - refMs)})
-			text := fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms on the window's links", o.Node.Name(), o.Peer.Name(), o.SelfMs, refMs)
-			for _, n := range []graph.Node{o.Node, o.Peer} {
-				g := gapOf(n)
-				g.slow++
-				g.rs = append(g.rs, reason{score / 2, text})
-			}
+			slowLink(o, 2*math.Min(d/spread, 10)*math.Sqrt(k), k*(o.SelfMs-refMs),
+				fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms on the window's links", o.Node.Name(), o.Peer.Name(), o.SelfMs, refMs))
 		}
 	}
 	for _, t := range own {
@@ -553,6 +545,18 @@ const (
 	minCrossLinks    = 8
 	crossSpreadFloor = 0.25
 )
+
+// medMAD is the median of xs and the median absolute deviation from it;
+// it reorders and overwrites xs.
+func medMAD(xs []float64) (med, mad float64) {
+	slices.Sort(xs)
+	med = quantileSorted(xs, 0.5)
+	for i := range xs {
+		xs[i] = math.Abs(xs[i] - med)
+	}
+	slices.Sort(xs)
+	return med, quantileSorted(xs, 0.5)
+}
 
 func cmpF(a, b float64) int {
 	switch {

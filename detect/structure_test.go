@@ -333,7 +333,7 @@ func TestStructureJudgesNewLinksAcrossTheWindow(t *testing.T) {
 	pairs := [][2]int{{0, 1}, {1, 2}, {1, 3}, {2, 4}, {2, 5}, {2, 6}, {2, 7}, {3, 8}, {3, 9}, {0, 9}, {5, 4}, {7, 4}}
 	for _, tc := range []struct {
 		name  string
-		links int     // how many of pairs the window has
+		links int // how many of pairs the window has
 		slow  func(a, b string) float64
 		want  string // the node that fires, "" for none
 	}{
