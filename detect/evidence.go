@@ -42,6 +42,10 @@ type NodeSample struct {
 	// unit), so a flat series does not alert on noise. Log series use it as
 	// the offset of log(v + Floor) and need at least a 1.5x change instead.
 	Floor float64
+	// Limit, when > 0, is a value that is saturation whatever the
+	// baseline (a CPU or memory use rate of the pod's limit, in percent):
+	// readings at or above it count as hot before a baseline exists.
+	Limit float64
 }
 
 // EvidenceConfig tunes the node-metric detector.
@@ -160,7 +164,7 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 	}
 	s.last = t
 	x := sm.transform(sm.Value)
-	hot, warm := false, false
+	hot, warm, saturated := false, false, false
 	var med, spread, z float64
 	if s.n >= ne.cfg.MinHistory {
 		ne.buf = append(ne.buf[:0], s.ring[:s.n]...)
@@ -186,6 +190,10 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 		}
 		hot = math.Abs(z) >= ne.cfg.Z && math.Abs(x-med) >= floor
 		warm = math.Abs(z) >= ne.cfg.Z/2
+	} else if sm.Limit > 0 && sm.Value >= sm.Limit {
+		// No baseline yet, but a resource at its limit is starved now.
+		hot, saturated = true, true
+		z = ne.cfg.Z
 	}
 	if !(hot || warm) || s.det.firingFor >= ne.e.cfg.AdaptAfter {
 		s.ring[s.pos] = x
@@ -207,6 +215,11 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 		a.Score = math.Max(a.Score, capScore(math.Abs(z)))
 		a.Evidence.BaselineLow, a.Evidence.BaselineHigh = inv(med-3*spread), inv(med+3*spread)
 		a.Summary = fmt.Sprintf("%s: %s %s vs %s baseline (service metric)", a.Subject.String(), sm.Metric, fmtValue(a.Observed, sm.Unit), fmtValue(a.Baseline, sm.Unit))
+		if saturated {
+			a.Baseline = sm.Limit
+			a.Evidence.BaselineLow, a.Evidence.BaselineHigh = 0, sm.Limit
+			a.Summary = fmt.Sprintf("%s: %s %s, at its limit (%s; no baseline yet) (service metric)", a.Subject.String(), sm.Metric, fmtValue(a.Observed, sm.Unit), fmtValue(sm.Limit, sm.Unit))
+		}
 		a.Severity = SeverityWarning
 		if math.Abs(z) >= 3*ne.cfg.Z {
 			a.Severity = SeverityCritical

@@ -2,6 +2,7 @@ package detect
 
 import (
 	"math"
+	"strings"
 	"testing"
 	"time"
 
@@ -133,5 +134,52 @@ func TestResourceJoinsSymptomIncident(t *testing.T) {
 	}
 	if want := t0.Add(30 * time.Minute); !in.Start.Equal(want) {
 		t.Errorf("incident starts %s, want %s (when the CPU jumped)", in.Start, want)
+	}
+}
+
+// A resource at its limit is saturated before any baseline exists: a pod
+// pinned at its CPU limit from the first readings fires at once; one below
+// its limit, or a metric without a limit, waits for a baseline.
+func TestNodeEvidenceSaturatedWithoutBaseline(t *testing.T) {
+	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+	t0 := time.Date(2023, 1, 29, 8, 41, 0, 0, time.UTC)
+	for _, tc := range []struct {
+		name  string
+		value float64
+		limit float64
+		fires bool
+	}{
+		{"at its CPU limit", 99.9, 90, true},
+		{"busy below its limit", 70, 90, false},
+		{"no limit given", 99.9, 0, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			eng, err := New(DefaultConfig(), nil, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			ev, err := NewNodeEvidence(eng, DefaultEvidenceConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := 0; i < 3; i++ {
+				ev.Observe(t0.Add(time.Duration(i)*time.Minute), time.Minute, []NodeSample{
+					{Node: node("svc-a"), Metric: "cpu", Type: TypeResource, Unit: "%", Value: tc.value, Log: true, Direction: 1, Floor: 5, Limit: tc.limit},
+				})
+			}
+			fired := eng.Anomalies(Filter{State: StateFiring})
+			if !tc.fires {
+				if len(fired) != 0 {
+					t.Fatalf("fired %q, want nothing before a baseline", fired[0].Summary)
+				}
+				return
+			}
+			if len(fired) != 1 || fired[0].Type != TypeResource || fired[0].Baseline != tc.limit {
+				t.Fatalf("firing %+v, want one resource anomaly against the limit %v", fired, tc.limit)
+			}
+			if !strings.Contains(fired[0].Summary, "at its limit") {
+				t.Errorf("summary %q does not say the limit was reached", fired[0].Summary)
+			}
+		})
 	}
 }

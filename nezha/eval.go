@@ -124,6 +124,7 @@ type metricSpec struct {
 	log       bool
 	direction int
 	floor     float64
+	limit     float64 // saturation, whatever the baseline
 }
 
 // specs: the pod's own server latency and success rate travel to callers
@@ -134,8 +135,8 @@ type metricSpec struct {
 // requests in a minute's reading, so its p99 is the slowest single request,
 // a GC pause, and spikes on its own).
 var specs = []metricSpec{
-	{col: "CpuUsageRate(%)", name: "cpu", typ: detect.TypeResource, unit: "%", scale: 1, log: true, direction: 1, floor: 5},
-	{col: "MemoryUsageRate(%)", name: "memory", typ: detect.TypeResource, unit: "%", scale: 1, direction: 1, floor: 5},
+	{col: "CpuUsageRate(%)", name: "cpu", typ: detect.TypeResource, unit: "%", scale: 1, log: true, direction: 1, floor: 5, limit: 90},
+	{col: "MemoryUsageRate(%)", name: "memory", typ: detect.TypeResource, unit: "%", scale: 1, direction: 1, floor: 5, limit: 90},
 	{col: "PodServerLatencyP90(s)", name: "server_p90", typ: detect.TypeLatency, unit: "ms", scale: 1000, log: true, direction: 1, floor: 50},
 	{col: "PodSuccessRate(%)", name: "success_rate", typ: detect.TypeErrors, unit: "%", scale: 1, direction: -1, floor: 5},
 }
@@ -235,7 +236,7 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 						continue
 					}
 					samples = append(samples, detect.NodeSample{Node: n, Instance: row.Pod, Metric: sp.name, Value: v * sp.scale, Unit: sp.unit,
-						Type: sp.typ, Log: sp.log, Direction: sp.direction, Floor: sp.floor})
+						Type: sp.typ, Log: sp.log, Direction: sp.direction, Floor: sp.floor, Limit: sp.limit})
 				}
 			}
 			if len(samples) > 0 {
