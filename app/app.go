@@ -53,7 +53,8 @@ type App struct {
 	Assistant *assistant.Assistant
 	Storage   *storage.Wired
 	alerts    *alert.Notifier
-	spans     *detect.SpanWindows // live spans awaiting the structure detector; nil when off
+	spans     *detect.SpanWindows  // live spans awaiting the structure detector; nil when off
+	resources *detect.PodResources // pods' CPU and memory readings; nil when off
 	demo      *demo
 	started   []named
 }
@@ -100,6 +101,12 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 			rank.Added = st
 		}
 		eng.SetRecentRank(rank)
+		if cfg.Detect.Resources.Enabled {
+			if a.resources, err = detect.NewPodResources(eng, cfg.Detect.Resources); err != nil {
+				return nil, err
+			}
+			a.resources.Attach(a.Graph)
+		}
 	}
 
 	// Storage restores the graph's recent window and the detector's baselines
@@ -125,7 +132,11 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 	if err != nil {
 		return nil, fmt.Errorf("receivers.tls: %w", err)
 	}
-	if a.Metrics, err = metrics.New(cfg.Metrics, a.Graph, log.With("component", "metrics"), a.reg); err != nil {
+	var mopts []metrics.Option
+	if a.resources != nil {
+		mopts = append(mopts, metrics.WithResourceSink(podResourceSink{a.resources}))
+	}
+	if a.Metrics, err = metrics.New(cfg.Metrics, a.Graph, log.With("component", "metrics"), a.reg, mopts...); err != nil {
 		return nil, fmt.Errorf("metrics collector: %w", err)
 	}
 	// OTLP metrics arrive on the same OTLP ports as traces.
@@ -198,6 +209,15 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 		})
 	}
 	return a, nil
+}
+
+// podResourceSink hands the collector's pod readings to the detector.
+type podResourceSink struct{ r *detect.PodResources }
+
+func (s podResourceSink) ObserveResources(rs []metrics.PodResource) {
+	for i := range rs {
+		s.r.Add(rs[i].Namespace, rs[i].Pod, rs[i].Resource, rs[i].Used, rs[i].LimitPct)
+	}
 }
 
 // tapSpans hands received spans to the trace-structure detector.

@@ -1,6 +1,7 @@
 package app
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -10,6 +11,9 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/golang/snappy"
+	"github.com/prometheus/prometheus/prompb"
 
 	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/config"
@@ -161,4 +165,57 @@ func TestSpansReachStructureAndSuspects(t *testing.T) {
 	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil || resp.StatusCode != http.StatusOK || got.Window != "15m0s" || got.Suspects == nil {
 		t.Errorf("suspects: %d %+v %v, want 200 with a (possibly empty) list for 15m", resp.StatusCode, got, err)
 	}
+}
+
+// Pods' resource metrics pushed by remote-write reach the detector: a pod
+// pinned at its CPU limit shows as a resource anomaly on its service.
+func TestPodResourcesReachDetector(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Detect.Resources.Every = 24 * time.Hour // the test flushes; the bucket clock must not
+	a := startApp(t, cfg, slog.New(slog.DiscardHandler))
+	t0 := time.Now().Truncate(time.Minute)
+	for i := 0; i < 2; i++ {
+		ls := []prompb.Label{{Name: "__name__", Value: "k8s_pod_cpu_limit_utilization_ratio"},
+			{Name: "k8s_namespace_name", Value: "shop"}, {Name: "k8s_pod_name", Value: "cart-7f9c8d6b5-qwxzt"}}
+		raw, err := (&prompb.WriteRequest{Timeseries: []prompb.TimeSeries{{Labels: ls,
+			Samples: []prompb.Sample{{Value: 0.99, Timestamp: t0.Add(time.Duration(i) * time.Minute).UnixMilli()}}}}}).Marshal()
+		if err != nil {
+			t.Fatal(err)
+		}
+		req, _ := http.NewRequest(http.MethodPost, "http://"+a.Web.Addr()+"/api/v1/write", bytes.NewReader(snappy.Encode(nil, raw)))
+		req.Header.Set("Content-Encoding", "snappy")
+		req.Header.Set("Content-Type", "application/x-protobuf")
+		req.Header.Set("X-Prometheus-Remote-Write-Version", "0.1.0")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode/100 != 2 {
+			t.Fatalf("remote-write: %d", resp.StatusCode)
+		}
+		a.resources.Flush(t0.Add(time.Duration(i)*time.Minute), nil)
+	}
+	resp, err := http.Get("http://" + a.Web.Addr() + "/api/v1/anomalies")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var got struct {
+		Anomalies []struct {
+			Type, Metric, Summary string
+			Subject               struct {
+				Node *struct{ Name string } `json:"node"`
+			} `json:"subject"`
+		} `json:"anomalies"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&got); err != nil {
+		t.Fatal(err)
+	}
+	for _, an := range got.Anomalies {
+		if an.Type == "resource" && an.Metric == "cpu" && an.Subject.Node != nil && an.Subject.Node.Name == "cart" {
+			return
+		}
+	}
+	t.Errorf("anomalies %+v, want a CPU resource anomaly on cart", got.Anomalies)
 }

@@ -114,6 +114,9 @@ type Config struct {
 	// Structure judges each service operation's calls and self time from
 	// live traces (see Structure).
 	Structure StructureConfig `yaml:"structure"`
+	// Resources judges pods' CPU and memory from the metrics collector
+	// (see PodResources).
+	Resources ResourcesConfig `yaml:"resources"`
 }
 
 // DefaultThresholds are the built-in thresholds.
@@ -145,6 +148,7 @@ func DefaultConfig() Config {
 		IncidentGap:     5 * time.Minute,
 		Thresholds:      DefaultThresholds(),
 		Structure:       DefaultStructureConfig(),
+		Resources:       DefaultResourcesConfig(),
 		Alerts: AlertConfig{
 			RepeatInterval: 4 * time.Hour,
 			Timeout:        10 * time.Second,
@@ -266,6 +270,11 @@ func (c Config) Validate() []string {
 	if c.Structure.Enabled {
 		for _, s := range c.Structure.Validate() {
 			p = append(p, "structure."+s)
+		}
+	}
+	if c.Resources.Enabled {
+		for _, s := range c.Resources.Validate() {
+			p = append(p, "resources."+s)
 		}
 	}
 	for i, o := range c.Overrides {

@@ -221,3 +221,40 @@ func (n Node) Label(v View) string {
 	}
 	return "unknown"
 }
+
+// k8sSafe is the alphabet Kubernetes uses for ReplicaSet hashes and pod suffixes.
+const k8sSafe = "bcdfghjklmnpqrstvwxz2456789"
+
+func allIn(s, alphabet string) bool {
+	for i := 0; i < len(s); i++ {
+		if !strings.ContainsRune(alphabet, rune(s[i])) {
+			return false
+		}
+	}
+	return true
+}
+
+// WorkloadOfPod is the workload a pod belongs to: the pod name without its
+// ReplicaSet hash and pod suffix (Deployment pods, "<svc>-<hash>-<xxxxx>"),
+// without its suffix only (DaemonSet/Job pods), or without its ordinal
+// (StatefulSet pods, "<svc>-0").
+func WorkloadOfPod(pod string) string {
+	parts := strings.Split(pod, "-")
+	if len(parts) < 2 {
+		return pod
+	}
+	last := parts[len(parts)-1]
+	switch {
+	case len(last) == 5 && allIn(last, k8sSafe):
+		parts = parts[:len(parts)-1]
+		if n := len(parts); n >= 2 {
+			h := parts[n-1]
+			if len(h) >= 6 && len(h) <= 10 && allIn(h, k8sSafe) {
+				parts = parts[:n-1]
+			}
+		}
+	case last != "" && allIn(last, "0123456789"):
+		parts = parts[:len(parts)-1]
+	}
+	return strings.Join(parts, "-")
+}

@@ -25,43 +25,6 @@ import (
 	"github.com/meshlens/meshlens/graph"
 )
 
-// k8sSafe is the alphabet Kubernetes uses for ReplicaSet hashes and pod suffixes.
-const k8sSafe = "bcdfghjklmnpqrstvwxz2456789"
-
-func allIn(s, alphabet string) bool {
-	for i := 0; i < len(s); i++ {
-		if !strings.ContainsRune(alphabet, rune(s[i])) {
-			return false
-		}
-	}
-	return true
-}
-
-// ServiceOfPod is the service a pod belongs to: the pod name without its
-// ReplicaSet hash and pod suffix (Deployment pods, "<svc>-<hash>-<xxxxx>"),
-// without its suffix only (DaemonSet/Job pods), or without its ordinal
-// (StatefulSet pods, "<svc>-0").
-func ServiceOfPod(pod string) string {
-	parts := strings.Split(pod, "-")
-	if len(parts) < 2 {
-		return pod
-	}
-	last := parts[len(parts)-1]
-	switch {
-	case len(last) == 5 && allIn(last, k8sSafe):
-		parts = parts[:len(parts)-1]
-		if n := len(parts); n >= 2 {
-			h := parts[n-1]
-			if len(h) >= 6 && len(h) <= 10 && allIn(h, k8sSafe) {
-				parts = parts[:n-1]
-			}
-		}
-	case last != "" && allIn(last, "0123456789"):
-		parts = parts[:len(parts)-1]
-	}
-	return strings.Join(parts, "-")
-}
-
 // NodeOf is the graph node of a service, built the way the OTLP receiver
 // builds it from a span's resource (service.name only), so replayed and
 // evaluated data meet the same nodes.
@@ -124,7 +87,7 @@ func ReadFaults(path string) ([]Fault, []Problem, error) {
 				probs = append(probs, Problem{item, fmt.Sprintf("inject_time %q: %v", str("inject_time"), err)})
 				continue
 			}
-			out = append(out, Fault{Time: t, Pod: pod, Service: ServiceOfPod(pod), Type: str("inject_type")})
+			out = append(out, Fault{Time: t, Pod: pod, Service: graph.WorkloadOfPod(pod), Type: str("inject_type")})
 		}
 	}
 	slices.SortFunc(out, func(a, b Fault) int { return a.Time.Compare(b.Time) })
@@ -225,7 +188,7 @@ func ReadTraceFile(path string, dst []Span, st *TraceStats) ([]Span, []Problem, 
 		svc, ok := pods[pod]
 		if !ok {
 			pod = strings.Clone(pod)
-			svc = ServiceOfPod(pod)
+			svc = graph.WorkloadOfPod(pod)
 			pods[pod] = svc
 		}
 		s.Pod, s.Service = pod, svc
@@ -365,7 +328,7 @@ func ReadMetricFile(path string) ([]MetricRow, []Problem, error) {
 			continue
 		}
 		row := MetricRow{Time: time.Unix(int64(ts), 0).UTC(), Pod: rec[podCol], Values: make([]float64, len(MetricColumns))}
-		row.Service = ServiceOfPod(row.Pod)
+		row.Service = graph.WorkloadOfPod(row.Pod)
 		for i, j := range vcol {
 			row.Values[i] = math.NaN()
 			if j >= 0 && j < len(rec) {

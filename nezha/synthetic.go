@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/meshlens/meshlens/graph"
 )
 
 // Synthetic faults on real traces. The shared day's code-level faults
@@ -110,7 +112,7 @@ func Synthesize(l *Loaded, sp SyntheticSpec) *Loaded {
 		for _, id := range ids {
 			rewrite(out.Spans, byTrace[id], pod, sp)
 		}
-		out.Faults = append(out.Faults, Fault{Time: f.Time, Pod: pod, Service: ServiceOfPod(pod), Type: "synthetic_" + sp.Kind})
+		out.Faults = append(out.Faults, Fault{Time: f.Time, Pod: pod, Service: graph.WorkloadOfPod(pod), Type: "synthetic_" + sp.Kind})
 	}
 	slices.SortStableFunc(out.Spans, func(a, b Span) int { return cmpInt(a.Start, b.Start) })
 	return &out

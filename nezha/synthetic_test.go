@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/meshlens/meshlens/graph"
 )
 
 func TestParseSynthetic(t *testing.T) {
@@ -44,7 +46,7 @@ func TestSynthesizeRewritesTheFaultyPod(t *testing.T) {
 	var tid [16]byte
 	tid[0] = 1
 	span := func(id, parent byte, pod, op string, start, end int) Span {
-		s := Span{TraceID: tid, Pod: pod, Service: ServiceOfPod(pod), Operation: op, Start: ms(start), End: ms(end)}
+		s := Span{TraceID: tid, Pod: pod, Service: graph.WorkloadOfPod(pod), Operation: op, Start: ms(start), End: ms(end)}
 		s.SpanID[0] = id
 		if parent != 0 {
 			s.ParentID[0] = parent
@@ -78,7 +80,7 @@ func TestSynthesizeRewritesTheFaultyPod(t *testing.T) {
 		}
 		return -1
 	}
-	l := &Loaded{Spans: base, Faults: []Fault{{Time: t0, Pod: x, Service: ServiceOfPod(x), Type: "return"}}}
+	l := &Loaded{Spans: base, Faults: []Fault{{Time: t0, Pod: x, Service: graph.WorkloadOfPod(x), Type: "return"}}}
 	for _, tc := range []struct {
 		spec      SyntheticSpec
 		selfDelta map[byte]int64 // span -> self time change, ms

@@ -18,6 +18,7 @@ import (
 type Collector struct {
 	cfg  Config
 	sink Sink
+	res  ResourceSink // nil: pods' resources are not read
 	log  *slog.Logger
 	in   *ingester
 
@@ -46,7 +47,7 @@ type Collector struct {
 }
 
 // New builds a collector; it starts nothing. reg may be nil.
-func New(cfg Config, sink Sink, logger *slog.Logger, reg prometheus.Registerer) (*Collector, error) {
+func New(cfg Config, sink Sink, logger *slog.Logger, reg prometheus.Registerer, opts ...Option) (*Collector, error) {
 	if problems := cfg.Validate(); len(problems) > 0 {
 		return nil, fmt.Errorf("metrics config: %v", problems)
 	}
@@ -64,6 +65,10 @@ func New(cfg Config, sink Sink, logger *slog.Logger, reg prometheus.Registerer) 
 		in:   newIngester(cfg),
 		hc:   &http.Client{Transport: &http.Transport{DisableCompression: true, MaxIdleConnsPerHost: 2}},
 	}
+	for _, o := range opts {
+		o(c)
+	}
+	c.in.resources = c.res != nil
 	c.bufs.New = func() any { b := make([]byte, 0, 1<<20); return &b }
 	for _, t := range cfg.Targets {
 		c.targets = append(c.targets, &targetState{t: t})
@@ -99,7 +104,7 @@ func (c *Collector) initMetrics() {
 	c.seriesActive = prometheus.NewGaugeFunc(prometheus.GaugeOpts{Namespace: ns, Subsystem: sub, Name: "series_active",
 		Help: "Series whose last value is held."}, func() float64 { return float64(c.Status().Series.Active) })
 	c.seriesSeen = prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "series_seen_total",
-		Help: "Series mapped to graph edges since start."}, func() float64 { return float64(c.Status().Series.Seen) })
+		Help: "Series mapped to graph edges or pod resources since start."}, func() float64 { return float64(c.Status().Series.Seen) })
 	c.observations = prometheus.NewCounterFunc(prometheus.CounterOpts{Namespace: ns, Subsystem: sub, Name: "observations_total",
 		Help: "Observations sent to the graph."}, func() float64 { return float64(c.Status().Observations) })
 	c.seriesDropped = prometheus.NewDesc("meshlens_metrics_series_dropped_total",
@@ -120,10 +125,14 @@ func (c *Collector) rejected(transport, reason string) {
 	c.rejectedTotal.WithLabelValues(transport, reason).Inc()
 }
 
-// deliverLocked hands a batch to the sink; runs under in.mu because obs is reused.
+// deliverLocked hands a batch to the sinks; runs under in.mu because obs
+// and the resource readings are reused.
 func (c *Collector) deliverLocked(obs []graph.Observation) {
 	if len(obs) > 0 {
 		c.sink.Ingest(obs)
+	}
+	if c.res != nil && len(c.in.resOut) > 0 {
+		c.res.ObserveResources(c.in.resOut)
 	}
 }
 
@@ -189,6 +198,8 @@ type Status struct {
 	// drawn because the same caller/callee pair has L7 telemetry.
 	SuppressedL4    uint64 `json:"suppressedL4"`
 	TruncatedLabels uint64 `json:"truncatedLabels"`
+	// ResourceReadings counts pods' CPU and memory readings handed on.
+	ResourceReadings uint64 `json:"resourceReadings"`
 }
 
 // SeriesStatus counts series.
@@ -221,10 +232,11 @@ func (c *Collector) Status() Status {
 			Seen:    in.c.seriesSeen,
 			Dropped: make(map[string]uint64, len(in.c.dropped)),
 		},
-		Samples:         in.c.samples,
-		Observations:    in.c.observations,
-		SuppressedL4:    in.c.suppressedL4,
-		TruncatedLabels: in.c.truncated,
+		Samples:          in.c.samples,
+		Observations:     in.c.observations,
+		SuppressedL4:     in.c.suppressedL4,
+		TruncatedLabels:  in.c.truncated,
+		ResourceReadings: in.c.resources,
 	}
 	for k, v := range in.c.dropped {
 		st.Series.Dropped[k] = v

@@ -53,6 +53,7 @@ const (
 	roleRespBytes              // bytes from callee to caller
 	roleConnOpened             // connections opened
 	roleConnClosed             // connections closed
+	roleResource               // a pod's CPU or memory (resources.go)
 )
 
 // series is the state of one cumulative series: its last value and where its
@@ -72,6 +73,10 @@ type series struct {
 	// countFirst: the series appeared after its source was already known, so
 	// its first value happened since then and counts in full.
 	countFirst bool
+	// Resource series: what they hold, for which pod and container.
+	res       resKind
+	pod       *podRes
+	container string
 }
 
 // pair names a caller/callee pair regardless of protocol: used so that L4
@@ -109,8 +114,8 @@ type acc struct {
 
 // counters of the ingester, read by Status and exported as metrics.
 type ingestCounters struct {
-	samples, seriesSeen, observations, suppressedL4, truncated uint64
-	dropped                                                    map[string]uint64
+	samples, seriesSeen, observations, suppressedL4, truncated, resources uint64
+	dropped                                                               map[string]uint64
 }
 
 // ingester turns cumulative samples into observations. All methods ending in
@@ -140,6 +145,12 @@ type ingester struct {
 	lastGC   time.Time
 	wall     int64
 
+	// Pods' resources, read only when resources is set (a sink wants them).
+	resources   bool
+	pods        map[podKey]*podRes
+	podsTouched []*podRes
+	resOut      []PodResource
+
 	c ingestCounters
 }
 
@@ -154,6 +165,7 @@ func newIngester(cfg Config) *ingester {
 		groups:   make(map[string]*group),
 		sources:  make(map[string]int64),
 		l7pairs:  make(map[pair]struct{}),
+		pods:     make(map[podKey]*podRes),
 		c:        ingestCounters{dropped: map[string]uint64{}},
 	}
 }
@@ -202,11 +214,20 @@ func (in *ingester) createLocked(h uint64, key []byte, ls []label, source string
 	}
 	name := labelValue(ls, "__name__")
 	m := mapSeries(name, ls)
-	if m.role == roleIgnore {
+	var rk resKind
+	if m.role == roleIgnore && !m.known {
+		rk, m.known = mapResource(name, ls)
+	}
+	switch {
+	case rk != resNone && in.resources:
+		s.role, s.res, s.container = roleResource, rk, labelValue(ls, "container")
+		s.pod = in.podOf(podLabels(ls))
+		in.c.seriesSeen++
+	case m.role == roleIgnore:
 		if !m.known {
 			in.c.dropped[dropUnknown]++
 		}
-	} else {
+	default:
 		s.role, s.class, s.le = m.role, m.class, m.le
 		gk := m.groupKey(ls)
 		g := in.groups[gk]
@@ -268,6 +289,10 @@ func (in *ingester) observeLocked(s *series, v float64, ts int64, isDelta bool) 
 	}
 	if math.IsNaN(v) || math.IsInf(v, 0) {
 		in.c.dropped[dropNaN]++
+		return
+	}
+	if s.role == roleResource {
+		in.observeResourceLocked(s, v, ts, isDelta)
 		return
 	}
 	var d float64
@@ -371,6 +396,7 @@ func (in *ingester) endLocked() []graph.Observation {
 		}
 	}
 	in.touched = in.touched[:0]
+	in.endResourcesLocked()
 	in.maybeGCLocked()
 	return in.out
 }
@@ -459,6 +485,9 @@ func (in *ingester) maybeGCLocked() {
 			next := s.next
 			if s.seen != 0 && s.seen < cut {
 				in.nseries--
+				if s.pod != nil {
+					in.forgetPodLocked(s)
+				}
 				if s.g != nil {
 					s.g.refs--
 					if s.g.refs == 0 {

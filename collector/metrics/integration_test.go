@@ -4,12 +4,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -32,11 +35,6 @@ func TestPrometheusRemoteWriteIntegration(t *testing.T) {
 	if os.Getenv("MESHLENS_INTEGRATION") != "1" {
 		t.Skip("set MESHLENS_INTEGRATION=1 (make test) to run against a real Prometheus")
 	}
-	promBin, err := exec.LookPath("prometheus")
-	if err != nil {
-		t.Fatalf("prometheus not installed (scripts/install-prometheus.sh): %v", err)
-	}
-
 	sc, err := fixtures.Load("bookinfo")
 	if err != nil {
 		t.Fatal(err)
@@ -55,44 +53,7 @@ func TestPrometheusRemoteWriteIntegration(t *testing.T) {
 	rwSrv := httptest.NewServer(mux)
 	t.Cleanup(rwSrv.Close)
 
-	dir := t.TempDir()
-	cfg := fmt.Sprintf(`global:
-  scrape_interval: 1s
-  scrape_timeout: 900ms
-scrape_configs:
-  - job_name: istio-sim
-    static_configs:
-      - targets: [%q]
-remote_write:
-  - url: %s/api/v1/write
-    queue_config:
-      batch_send_deadline: 500ms
-      max_shards: 4
-      min_backoff: 50ms
-`, strings.TrimPrefix(simSrv.URL, "http://"), rwSrv.URL)
-	cfgPath := filepath.Join(dir, "prometheus.yml")
-	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	var logs bytes.Buffer
-	cmd := exec.CommandContext(ctx, promBin,
-		"--config.file="+cfgPath,
-		"--storage.tsdb.path="+filepath.Join(dir, "data"),
-		"--web.listen-address=127.0.0.1:0",
-		"--storage.tsdb.retention.time=1h")
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("start prometheus: %v", err)
-	}
-	t.Cleanup(func() {
-		cancel()
-		_ = cmd.Wait()
-		if t.Failed() {
-			t.Logf("prometheus output:\n%s", logs.String())
-		}
-	})
+	stop := startPrometheus(t, rwSrv.URL, strings.TrimPrefix(simSrv.URL, "http://"))
 
 	// Wait until deltas cover 20 s of scrapes (bounded: 120 s).
 	const span = 20 * time.Second
@@ -106,8 +67,7 @@ remote_write:
 		}
 		time.Sleep(250 * time.Millisecond)
 	}
-	cancel()
-	_ = cmd.Wait()
+	stop()
 
 	obs := rec.take()
 	first, last := obsRange(obs)
@@ -214,4 +174,124 @@ func timeRange(r *recorder) (time.Time, time.Time) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	return obsRange(r.obs)
+}
+
+// startPrometheus runs a real Prometheus that scrapes targets every second
+// and remote-writes to rwURL; stop ends it (also done when the test ends).
+func startPrometheus(t *testing.T, rwURL string, targets ...string) (stop func()) {
+	t.Helper()
+	promBin, err := exec.LookPath("prometheus")
+	if err != nil {
+		t.Fatalf("prometheus not installed (scripts/install-prometheus.sh): %v", err)
+	}
+	dir := t.TempDir()
+	var jobs strings.Builder
+	for i, tg := range targets {
+		fmt.Fprintf(&jobs, "  - job_name: target-%d\n    static_configs:\n      - targets: [%q]\n", i, tg)
+	}
+	cfg := fmt.Sprintf(`global:
+  scrape_interval: 1s
+  scrape_timeout: 900ms
+scrape_configs:
+%sremote_write:
+  - url: %s/api/v1/write
+    queue_config:
+      batch_send_deadline: 500ms
+      max_shards: 4
+      min_backoff: 50ms
+`, jobs.String(), rwURL)
+	cfgPath := filepath.Join(dir, "prometheus.yml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	var logs bytes.Buffer
+	cmd := exec.CommandContext(ctx, promBin,
+		"--config.file="+cfgPath,
+		"--storage.tsdb.path="+filepath.Join(dir, "data"),
+		"--web.listen-address=127.0.0.1:0",
+		"--storage.tsdb.retention.time=1h")
+	cmd.Stdout, cmd.Stderr = &logs, &logs
+	if err := cmd.Start(); err != nil {
+		cancel()
+		t.Fatalf("start prometheus: %v", err)
+	}
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			_ = cmd.Wait()
+		})
+	}
+	t.Cleanup(func() {
+		stop()
+		if t.Failed() {
+			t.Logf("prometheus output:\n%s", logs.String())
+		}
+	})
+	return stop
+}
+
+// TestPrometheusRemoteWriteResources runs a real Prometheus that scrapes a
+// cAdvisor-like and a kube-state-metrics-like endpoint and remote-writes to
+// meshlens: the pod's CPU readings must give the rate the endpoint's
+// counters grow at, as a share of the containers' limits.
+func TestPrometheusRemoteWriteResources(t *testing.T) {
+	if os.Getenv("MESHLENS_INTEGRATION") != "1" {
+		t.Skip("set MESHLENS_INTEGRATION=1 (make test) to run against a real Prometheus")
+	}
+	const pod = `namespace="bookinfo",pod="reviews-v2-5b8d9c7f6d-x7k2p"`
+	began := time.Now()
+	cadvisor := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		secs := time.Since(began).Seconds()
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE container_cpu_usage_seconds_total counter\n")
+		// 0.2 + 0.05 cores in the containers; the pod cgroup sums them.
+		fmt.Fprintf(w, "container_cpu_usage_seconds_total{container=\"reviews\",%s} %f\n", pod, 100+0.2*secs)
+		fmt.Fprintf(w, "container_cpu_usage_seconds_total{container=\"istio-proxy\",%s} %f\n", pod, 50+0.05*secs)
+		fmt.Fprintf(w, "container_cpu_usage_seconds_total{container=\"\",%s} %f\n", pod, 150+0.25*secs)
+	}))
+	t.Cleanup(cadvisor.Close)
+	ksm := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; version=0.0.4")
+		fmt.Fprintf(w, "# TYPE kube_pod_container_resource_limits gauge\n")
+		fmt.Fprintf(w, "kube_pod_container_resource_limits{container=\"reviews\",%s,resource=\"cpu\",unit=\"core\"} 0.5\n", pod)
+		fmt.Fprintf(w, "kube_pod_container_resource_limits{container=\"istio-proxy\",%s,resource=\"cpu\",unit=\"core\"} 2\n", pod)
+	}))
+	t.Cleanup(ksm.Close)
+
+	rr := &resRecorder{}
+	c, err := New(DefaultConfig(), &recorder{}, nil, nil, WithResourceSink(rr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("/api/v1/write", c.RemoteWriteHandler())
+	rwSrv := httptest.NewServer(mux)
+	t.Cleanup(rwSrv.Close)
+	stop := startPrometheus(t, rwSrv.URL, strings.TrimPrefix(cadvisor.URL, "http://"), strings.TrimPrefix(ksm.URL, "http://"))
+
+	var pcts, used []float64
+	deadline := time.Now().Add(120 * time.Second)
+	for len(pcts) < 8 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d CPU readings with a limit in time, want 8; status %+v", len(pcts), c.Status())
+		}
+		time.Sleep(250 * time.Millisecond)
+		rr.mu.Lock()
+		for _, x := range rr.rs {
+			if x.Resource == ResourceCPU && !math.IsNaN(x.LimitPct) {
+				pcts, used = append(pcts, x.LimitPct), append(used, x.Used)
+			}
+		}
+		rr.rs = nil
+		rr.mu.Unlock()
+	}
+	stop()
+	slices.Sort(pcts)
+	slices.Sort(used)
+	// Scrape timestamps and the endpoint's clock differ by milliseconds.
+	if p, u := pcts[len(pcts)/2], used[len(used)/2]; math.Abs(p-10) > 1 || math.Abs(u-0.25) > 0.025 {
+		t.Errorf("median reading %.2f%% of the limit, %.3f cores; want 10%%, 0.25 cores (all: %v)", p, u, pcts)
+	}
 }

@@ -1,0 +1,184 @@
+package detect
+
+import (
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/meshlens/meshlens/graph"
+)
+
+// ResourcesConfig tunes the pods' CPU and memory evidence of live serve.
+type ResourcesConfig struct {
+	Enabled bool `yaml:"enabled"`
+	// Every: each pod's readings are averaged into one per period.
+	Every time.Duration `yaml:"every"` // default 1m
+	// Saturation is the share of a limit (percent) that counts as starved
+	// whatever the pod's baseline; 0 turns the rule off.
+	Saturation float64        `yaml:"saturation"` // default 90
+	Evidence   EvidenceConfig `yaml:"evidence"`
+}
+
+// DefaultResourcesConfig is the default tuning of pods' resource evidence.
+func DefaultResourcesConfig() ResourcesConfig {
+	return ResourcesConfig{Enabled: true, Every: time.Minute, Saturation: 90, Evidence: DefaultEvidenceConfig()}
+}
+
+// Validate lists the problems of c.
+func (c ResourcesConfig) Validate() []string {
+	var p []string
+	if c.Every < time.Second {
+		p = append(p, "every: must be >= 1s")
+	}
+	if c.Saturation < 0 || c.Saturation > 100 {
+		p = append(p, "saturation: must be in [0, 100]")
+	}
+	for _, s := range c.Evidence.Validate() {
+		p = append(p, "evidence."+s)
+	}
+	return p
+}
+
+// PodResources turns pods' CPU and memory readings into node evidence: one
+// reading per pod, resource and period, on the service the pod runs,
+// judged by NodeEvidence. A CPU-starved pod then ranks as a cause in the
+// incidents its slow calls open, as pod metrics do in the Nezha evaluation.
+type PodResources struct {
+	cfg ResourcesConfig
+	ev  *NodeEvidence
+
+	mu      sync.Mutex
+	pending map[podResKey]*podResAcc
+	next    time.Time // end of the current period; zero before the first
+	samples []NodeSample
+}
+
+type podResKey struct{ ns, pod, resource string }
+
+type podResAcc struct {
+	used, pct   float64
+	nUsed, nPct int
+}
+
+// NewPodResources builds the resource evidence of e; it starts nothing.
+func NewPodResources(e *Engine, cfg ResourcesConfig) (*PodResources, error) {
+	if p := cfg.Validate(); len(p) > 0 {
+		return nil, fmt.Errorf("detect resources config: %s", strings.Join(p, "; "))
+	}
+	ev, err := NewNodeEvidence(e, cfg.Evidence)
+	if err != nil {
+		return nil, err
+	}
+	return &PodResources{cfg: cfg, ev: ev, pending: map[podResKey]*podResAcc{}}, nil
+}
+
+// Add records one reading of a pod's resource ("cpu" or "memory"): its use
+// (cores, bytes) and share of its limit in percent, either NaN when unknown.
+func (p *PodResources) Add(namespace, pod, resource string, used, limitPct float64) {
+	if pod == "" || resource != "cpu" && resource != "memory" {
+		return
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	k := podResKey{namespace, pod, resource}
+	a := p.pending[k]
+	if a == nil {
+		if len(p.pending) >= maxPendingPods {
+			return
+		}
+		a = &podResAcc{}
+		p.pending[k] = a
+	}
+	if finite(used) && used >= 0 {
+		a.used += used
+		a.nUsed++
+	}
+	if finite(limitPct) && limitPct >= 0 {
+		a.pct += limitPct
+		a.nPct++
+	}
+}
+
+// maxPendingPods bounds the pods × resources held between periods.
+const maxPendingPods = 100000
+
+// Attach judges the readings on g's bucket clock: at the end of each period
+// the pods' averages go to the detector, on the graph's nodes.
+func (p *PodResources) Attach(g SnapshotSource) {
+	g.OnBucketClose(func(ev graph.BucketClosed) {
+		if p.next.IsZero() {
+			p.next = ev.End.Truncate(p.cfg.Every).Add(p.cfg.Every)
+		}
+		if ev.End.Before(p.next) {
+			return
+		}
+		start := p.next.Add(-p.cfg.Every)
+		p.next = ev.End.Truncate(p.cfg.Every).Add(p.cfg.Every)
+		var nodes []graph.NodeSnapshot
+		if snap, err := g.Snapshot(graph.Query{View: graph.ViewWorkload, Window: 10 * p.cfg.Every, At: ev.End}); err == nil {
+			nodes = snap.Nodes
+		}
+		p.Flush(start, nodes)
+	})
+}
+
+// Flush judges the readings gathered since the last flush as one period
+// starting at t, each pod on the node of nodes it belongs to.
+func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
+	p.mu.Lock()
+	pending := p.pending
+	p.pending = make(map[podResKey]*podResAcc, len(pending))
+	p.mu.Unlock()
+	if len(pending) == 0 {
+		return
+	}
+	find := nodeFinder(nodes)
+	p.samples = p.samples[:0]
+	for k, a := range pending {
+		n := find(k.ns, graph.WorkloadOfPod(k.pod))
+		s := NodeSample{Node: n, Instance: k.ns + "/" + k.pod, Type: TypeResource, Direction: 1}
+		switch {
+		case a.nPct > 0:
+			// The share of the limit: comparable across pods and sizes, and
+			// saturation is known without a baseline.
+			s.Metric, s.Unit, s.Value, s.Floor, s.Limit = k.resource, "%", a.pct/float64(a.nPct), 5, p.cfg.Saturation
+			s.Log = k.resource == "cpu"
+		case a.nUsed > 0 && k.resource == "cpu":
+			s.Metric, s.Unit, s.Value, s.Floor, s.Log = "cpu_cores", "cores", a.used/float64(a.nUsed), 0.05, true
+		case a.nUsed > 0:
+			s.Metric, s.Unit, s.Value, s.Floor, s.Log = "memory_mib", "MiB", a.used/float64(a.nUsed)/(1<<20), 64, true
+		default:
+			continue
+		}
+		p.samples = append(p.samples, s)
+	}
+	p.ev.Observe(t, p.cfg.Every, p.samples)
+}
+
+// nodeFinder finds a pod's node among the graph's: the node of its
+// namespace whose workload (or canonical service) the pod's name starts
+// with, else the only such node of any namespace (traces that carry no
+// namespace), else a workload node of its own.
+func nodeFinder(nodes []graph.NodeSnapshot) func(ns, workload string) graph.Node {
+	byName := map[string][]graph.Node{}
+	for i := range nodes {
+		n := nodes[i].Node
+		byName[n.Workload] = append(byName[n.Workload], n)
+		if n.App != "" && n.App != n.Workload {
+			byName[n.App] = append(byName[n.App], n)
+		}
+	}
+	return func(ns, workload string) graph.Node {
+		cands := byName[workload]
+		for _, n := range cands {
+			if n.Namespace == ns {
+				return n
+			}
+		}
+		if len(cands) == 1 {
+			return cands[0]
+		}
+		return graph.Node{Namespace: ns, Workload: workload, Kind: graph.KindWorkload}
+	}
+}
