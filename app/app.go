@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -225,8 +226,15 @@ func (a *App) tapSpans(spans []traces.Span) {
 	if a.spans == nil {
 		return
 	}
-	a.spans.Add(TraceSpans(make([]detect.TraceSpan, 0, len(spans)), spans))
+	// SpanWindows.Add copies what it keeps, so the conversion buffer is reused.
+	buf := traceSpanBufs.Get().(*[]detect.TraceSpan)
+	*buf = TraceSpans((*buf)[:0], spans)
+	a.spans.Add(*buf)
+	clear(*buf) // drop the strings it points to
+	traceSpanBufs.Put(buf)
 }
+
+var traceSpanBufs = sync.Pool{New: func() any { return new([]detect.TraceSpan) }}
 
 // TraceSpans appends the received spans to dst as the trace-structure
 // detector reads them.
