@@ -26,6 +26,11 @@ type SyntheticSpec struct {
 	Factor float64       // CPU contention: the pod's own work takes this many times longer
 	Window time.Duration // how long each fault lasts; default 3m
 	Seed   uint64
+	// PerFault picks a new pod for every fault. By default a run of
+	// faults on one labelled pod stays on one synthetic pod while it is
+	// busy, as the dataset injects each pod several times in a row (its
+	// baseline then holds the earlier injections).
+	PerFault bool
 }
 
 // Synthetic fault kinds.
@@ -80,6 +85,7 @@ func Synthesize(l *Loaded, sp SyntheticSpec) *Loaded {
 	for i := range out.Spans {
 		byTrace[out.Spans[i].TraceID] = append(byTrace[out.Spans[i].TraceID], i)
 	}
+	follow := map[string]string{} // labelled pod -> its synthetic pod
 	for _, f := range l.Faults {
 		from, to := f.Time.UnixNano(), f.Time.Add(sp.Window).UnixNano()
 		// Traces that start in the window, and the pods they touch.
@@ -109,6 +115,10 @@ func Synthesize(l *Loaded, sp SyntheticSpec) *Loaded {
 		}
 		slices.Sort(pods)
 		pod := pods[rng.IntN(len(pods))]
+		if prev, ok := follow[f.Pod]; ok && !sp.PerFault && busy[prev] >= minSyntheticSpans {
+			pod = prev
+		}
+		follow[f.Pod] = pod
 		for _, id := range ids {
 			rewrite(out.Spans, byTrace[id], pod, sp)
 		}

@@ -1,6 +1,7 @@
 package nezha
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -109,5 +110,52 @@ func TestSynthesizeRewritesTheFaultyPod(t *testing.T) {
 				t.Fatal("rewrite changed its input's backing spans")
 			}
 		})
+	}
+}
+
+// A run of faults on one labelled pod stays on one synthetic pod, as the
+// dataset injects each pod several times in a row; PerFault picks anew
+// for every fault. Eight busy pods, four faults on one labelled pod, two
+// seeds: picked anew, some fault lands elsewhere.
+func TestSynthesizeFollowsTheSchedule(t *testing.T) {
+	t0 := time.Date(2023, 1, 29, 9, 0, 0, 0, time.UTC)
+	var spans []Span
+	var faults []Fault
+	for f := 0; f < 4; f++ {
+		at := t0.Add(time.Duration(f) * 10 * time.Minute)
+		faults = append(faults, Fault{Time: at, Pod: "ts-basic-service-5dc8d4f9fd-46997", Service: "ts-basic-service", Type: "return"})
+		for p := 0; p < 8; p++ {
+			pod := fmt.Sprintf("svc%d-5dc8d4f9fd-4699%d", p, p)
+			for i := 0; i < minSyntheticSpans; i++ {
+				var s Span
+				s.TraceID[0], s.TraceID[1], s.TraceID[2] = byte(f), byte(p), byte(i)
+				s.SpanID[0] = 1
+				s.Pod, s.Service, s.Operation = pod, graph.WorkloadOfPod(pod), "/op"
+				s.Start = at.Add(time.Duration(i) * time.Second).UnixNano()
+				s.End = s.Start + int64(5*time.Millisecond)
+				spans = append(spans, s)
+			}
+		}
+	}
+	l := &Loaded{Spans: spans, Faults: faults}
+	moved := false
+	for seed := uint64(1); seed <= 2; seed++ {
+		sp := SyntheticSpec{Kind: SyntheticCPU, Factor: 2, Seed: seed}
+		out := Synthesize(l, sp)
+		if len(out.Faults) != 4 {
+			t.Fatalf("seed %d: %d faults, want 4", seed, len(out.Faults))
+		}
+		for _, f := range out.Faults[1:] {
+			if f.Pod != out.Faults[0].Pod {
+				t.Errorf("seed %d: faults on %s and %s, want the run on one pod", seed, out.Faults[0].Pod, f.Pod)
+			}
+		}
+		sp.PerFault = true
+		for _, f := range Synthesize(l, sp).Faults[1:] {
+			moved = moved || f.Pod != out.Faults[0].Pod
+		}
+	}
+	if !moved {
+		t.Error("PerFault kept every fault on one pod for two seeds, want new picks")
 	}
 }

@@ -21,6 +21,7 @@ func evalNezha(args []string) error {
 	structure := fs.Bool("structure", true, "add trace-structure evidence (calls per span of each operation, self time)")
 	synthetic := fs.String("synthetic", "", "move every labelled fault onto a seeded pod as a synthetic fault rewritten into the real spans: network_delay:DURATION or cpu_contention:FACTOR")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic faults' pods")
+	perFault := fs.Bool("synthetic-per-fault", false, "pick a new synthetic pod for every fault (default: a run of faults on one labelled pod stays on one synthetic pod, as the dataset injects)")
 	explain := fs.Int("explain", 0, "print under each fault the first N root causes of its ranking, with scores and explanations")
 	recent := fs.Duration("recent", 0, "rank the anomalies fired this long before scoring time (0: the default)")
 	if err := fs.Parse(args); err != nil {
@@ -44,6 +45,7 @@ func evalNezha(args []string) error {
 		if err != nil {
 			return fmt.Errorf("eval nezha: --synthetic: %w", err)
 		}
+		sp.PerFault = *perFault
 		syn = &sp
 	}
 	days, err := nezha.FindDays(*dir)
