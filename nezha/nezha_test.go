@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/meshlens/meshlens/collector/traces"
@@ -217,7 +218,29 @@ func TestReplayOverOTLPHTTP(t *testing.T) {
 	var spans, sampled int
 	services := map[string]bool{}
 	var starts []int64
+	cpu := map[string][]float64{} // pod -> CPU shares of the limit received
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/v1/metrics" {
+			b, _ := io.ReadAll(r.Body)
+			req := pmetricotlp.NewExportRequest()
+			if err := req.UnmarshalProto(b); err != nil {
+				http.Error(w, err.Error(), http.StatusBadRequest)
+				return
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			rms := req.Metrics().ResourceMetrics()
+			for i := 0; i < rms.Len(); i++ {
+				pod, _ := rms.At(i).Resource().Attributes().Get("k8s.pod.name")
+				ms := rms.At(i).ScopeMetrics().At(0).Metrics()
+				for k := 0; k < ms.Len(); k++ {
+					if ms.At(k).Name() == "k8s.pod.cpu_limit_utilization" {
+						cpu[pod.Str()] = append(cpu[pod.Str()], ms.At(k).Gauge().DataPoints().At(0).DoubleValue())
+					}
+				}
+			}
+			return
+		}
 		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
 			http.Error(w, "bad request", http.StatusBadRequest)
 			return
@@ -249,9 +272,15 @@ func TestReplayOverOTLPHTTP(t *testing.T) {
 	defer srv.Close()
 	before := time.Now()
 	// Speed high enough that the ~2 minutes of excerpt take well under a second.
-	st, err := Replay(context.Background(), l, ReplayConfig{Endpoint: srv.URL, Speed: 1e4, SamplingProbability: 0.25}, nil)
+	st, err := Replay(context.Background(), l, ReplayConfig{Endpoint: srv.URL, Speed: 1e4, SamplingProbability: 0.25, Metrics: true}, nil)
 	if err != nil {
 		t.Fatal(err)
+	}
+	// The excerpt's metric rows during its spans (08:43, 08:44) reach
+	// /v1/metrics as shares of the limit; those before the first span do not.
+	const pod = "ts-contacts-service-866bd68c97-xcqfx"
+	if got := cpu[pod]; st.MetricRows == 0 || len(got) == 0 || got[0] <= 0 || got[0] >= 1 {
+		t.Errorf("sent %d metric rows; %s CPU shares received %v, want some in (0, 1)", st.MetricRows, pod, got)
 	}
 	if st.Spans != 86 || spans != 86 || sampled != 86 {
 		t.Errorf("sent %d, received %d (%d with sampling), want 86", st.Spans, spans, sampled)

@@ -6,11 +6,15 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pcommon"
+	"go.opentelemetry.io/collector/pdata/pmetric"
+	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
 	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 )
@@ -28,11 +32,15 @@ type ReplayConfig struct {
 	SamplingProbability float64
 	Batch               time.Duration // wall time gathered into one request; default 250ms
 	Client              *http.Client
+	// Metrics also sends the pods' CPU and memory rows to /v1/metrics, as
+	// the OpenTelemetry kubeletstats receiver would (share of the limit).
+	Metrics bool
 }
 
 // ReplayStats says what a replay sent.
 type ReplayStats struct {
 	Spans, Requests int
+	MetricRows      int // pod metric rows sent
 	Elapsed         time.Duration
 }
 
@@ -52,10 +60,8 @@ func Replay(ctx context.Context, l *Loaded, cfg ReplayConfig, log *slog.Logger) 
 	if cfg.Client == nil {
 		cfg.Client = &http.Client{Timeout: 10 * time.Second}
 	}
-	url := strings.TrimRight(cfg.Endpoint, "/")
-	if !strings.HasSuffix(url, "/v1/traces") {
-		url += "/v1/traces"
-	}
+	base := strings.TrimSuffix(strings.TrimRight(cfg.Endpoint, "/"), "/v1/traces")
+	url, murl := base+"/v1/traces", base+"/v1/metrics"
 	var st ReplayStats
 	if len(l.Spans) == 0 {
 		return st, fmt.Errorf("replay %s: no spans", l.Day.Name)
@@ -77,6 +83,42 @@ func Replay(ctx context.Context, l *Loaded, cfg ReplayConfig, log *slog.Logger) 
 	wallOf := func(i int) time.Time {
 		return began.Add(time.Duration(float64(offsets[i]) / cfg.Speed))
 	}
+	// Metric rows on the same timeline: after the span they follow, at
+	// most MaxGap later; rows before the first span or deeper in a
+	// shortened gap are not sent.
+	var rows []int
+	var rowOff []int64
+	if cfg.Metrics {
+		for r := range l.Metrics {
+			t := l.Metrics[r].Time.UnixNano()
+			i, _ := slices.BinarySearchFunc(l.Spans, t, func(s Span, t int64) int { return cmpInt(s.Start, t+1) })
+			if i == 0 {
+				continue
+			}
+			d := t - l.Spans[i-1].Start
+			if cfg.MaxGap > 0 && d > int64(cfg.MaxGap) {
+				continue
+			}
+			rows, rowOff = append(rows, r), append(rowOff, offsets[i-1]+d)
+		}
+	}
+	nextRow := 0
+	sendRows := func(until time.Time) error {
+		j := nextRow
+		for j < len(rows) && began.Add(time.Duration(float64(rowOff[j])/cfg.Speed)).Before(until) {
+			j++
+		}
+		if j == nextRow {
+			return nil
+		}
+		md := l.podMetrics(rows[nextRow:j], time.Now())
+		if err := send(ctx, cfg.Client, murl, pmetricotlp.NewExportRequestFromMetrics(md)); err != nil {
+			return fmt.Errorf("replay %s: send pod metric rows to %s: %w", l.Day.Name, murl, err)
+		}
+		st.MetricRows += j - nextRow
+		nextRow = j
+		return nil
+	}
 	for i := 0; i < len(l.Spans); {
 		due := wallOf(i)
 		if wait := time.Until(due); wait > 0 {
@@ -92,8 +134,12 @@ func Replay(ctx context.Context, l *Loaded, cfg ReplayConfig, log *slog.Logger) 
 		for j < len(l.Spans) && wallOf(j).Before(limit) && j-i < 5000 {
 			j++
 		}
+		if err := sendRows(limit); err != nil {
+			st.Elapsed = time.Since(began)
+			return st, err
+		}
 		td := l.traces(i, j, func(k int) time.Time { return wallOf(k) }, cfg.SamplingProbability)
-		if err := send(ctx, cfg.Client, url, td); err != nil {
+		if err := send(ctx, cfg.Client, url, ptraceotlp.NewExportRequestFromTraces(td)); err != nil {
 			st.Elapsed = time.Since(began)
 			return st, fmt.Errorf("replay %s: send spans %d..%d to %s: %w", l.Day.Name, i, j, url, err)
 		}
@@ -144,8 +190,48 @@ func (l *Loaded) traces(i, j int, at func(k int) time.Time, sampling float64) pt
 	return td
 }
 
-func send(ctx context.Context, c *http.Client, url string, td ptrace.Traces) error {
-	body, err := ptraceotlp.NewExportRequestFromTraces(td).MarshalProto()
+// podMetrics builds the OTLP payload of metric rows: one resource per pod,
+// its CPU and memory use as shares of its limits (kubeletstats' names),
+// stamped at.
+func (l *Loaded) podMetrics(rows []int, at time.Time) pmetric.Metrics {
+	md := pmetric.NewMetrics()
+	ts := pcommon.NewTimestampFromTime(at)
+	for _, r := range rows {
+		row := &l.Metrics[r]
+		rm := md.ResourceMetrics().AppendEmpty()
+		ra := rm.Resource().Attributes()
+		ra.PutStr("service.name", row.Service)
+		ra.PutStr("k8s.pod.name", row.Pod)
+		ms := rm.ScopeMetrics().AppendEmpty()
+		ms.Scope().SetName("meshlens-nezha-replay")
+		for c, name := range map[int]string{colCPURate: "k8s.pod.cpu_limit_utilization", colMemRate: "k8s.pod.memory_limit_utilization"} {
+			v := row.Values[c]
+			if math.IsNaN(v) {
+				continue
+			}
+			m := ms.Metrics().AppendEmpty()
+			m.SetName(name)
+			m.SetUnit("1")
+			dp := m.SetEmptyGauge().DataPoints().AppendEmpty()
+			dp.SetDoubleValue(v / 100)
+			dp.SetTimestamp(ts)
+		}
+	}
+	return md
+}
+
+// Indexes of the CPU and memory use rates (percent of the limit) in
+// MetricRow.Values.
+var (
+	colCPURate = slices.Index(MetricColumns, "CpuUsageRate(%)")
+	colMemRate = slices.Index(MetricColumns, "MemoryUsageRate(%)")
+)
+
+// marshaler is an OTLP export request.
+type marshaler interface{ MarshalProto() ([]byte, error) }
+
+func send(ctx context.Context, c *http.Client, url string, m marshaler) error {
+	body, err := m.MarshalProto()
 	if err != nil {
 		return fmt.Errorf("encode OTLP request: %w", err)
 	}

@@ -120,6 +120,7 @@ func runReplay(ctx context.Context, args []string) error {
 	endpoint := fs.String("otlp-endpoint", "http://127.0.0.1:4318", "OTLP/HTTP endpoint of a running meshlens serve")
 	maxGap := fs.Duration("max-gap", 2*time.Minute, "shorten dataset gaps between trace files to this (0 keeps them)")
 	sampling := fs.Float64("sampling", 0.25, "sampling.probability sent with each span (the dataset keeps one trace in four); 0 sends none")
+	withMetrics := fs.Bool("metrics", true, "also send the pods' CPU and memory rows to /v1/metrics, as kubeletstats' k8s.pod.*_limit_utilization")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -143,8 +144,8 @@ func runReplay(ctx context.Context, args []string) error {
 			log.Warn("bad input skipped", "item", p.Item, "err", p.Err)
 		}
 		log.Info("replaying", "day", d.Name, "spans", len(l.Spans), "faults", len(l.Faults), "speed", *speed, "endpoint", *endpoint)
-		st, err := nezha.Replay(ctx, l, nezha.ReplayConfig{Endpoint: *endpoint, Speed: *speed, MaxGap: *maxGap, SamplingProbability: *sampling}, log)
-		fmt.Printf("day %s: sent %d spans in %d OTLP requests in %s\n", d.Name, st.Spans, st.Requests, st.Elapsed.Round(time.Millisecond))
+		st, err := nezha.Replay(ctx, l, nezha.ReplayConfig{Endpoint: *endpoint, Speed: *speed, MaxGap: *maxGap, SamplingProbability: *sampling, Metrics: *withMetrics}, log)
+		fmt.Printf("day %s: sent %d spans in %d OTLP requests and %d pod metric rows in %s\n", d.Name, st.Spans, st.Requests, st.MetricRows, st.Elapsed.Round(time.Millisecond))
 		if err != nil {
 			return err
 		}
