@@ -65,6 +65,9 @@ type Engine struct {
 	lastGood  time.Time
 	// recentRank tunes the suspects ranking (SetRecentRank).
 	recentRank RecentRankConfig
+	// structure is the engine's trace-structure detector, if any: its
+	// baselines are part of the engine's State.
+	structure *Structure
 }
 
 // newEdgeSeen is a learned edge from src to dst, its node IDs worked out once.

@@ -2,7 +2,9 @@ package detect
 
 import (
 	"fmt"
+	"maps"
 	"math"
+	"slices"
 	"time"
 
 	"github.com/meshlens/meshlens/graph"
@@ -22,6 +24,9 @@ type State struct {
 	Subjects   []SubjectState `json:"subjects"`
 	Edges      []EdgeState    `json:"edges"`
 	Nodes      []NodeState    `json:"nodes"`
+	// Structure holds the trace-structure detector's baselines, when the
+	// engine has one.
+	Structure *StructureState `json:"structure,omitempty"`
 }
 
 // SubjectState is one subject's ring, oldest bucket first.
@@ -90,6 +95,9 @@ func (e *Engine) ExportState() State {
 	for id, n := range e.nodes {
 		st.Nodes = append(st.Nodes, NodeState{ID: id, First: n.first, Last: n.last})
 	}
+	if e.structure != nil {
+		st.Structure = e.structure.exportState()
+	}
 	return st
 }
 
@@ -156,5 +164,101 @@ func (e *Engine) ImportState(st State) error {
 	for _, n := range st.Nodes {
 		e.nodes[n.ID] = &nodeSeen{first: n.First, last: n.Last}
 	}
+	if e.structure != nil && st.Structure != nil {
+		e.structure.importState(st.Structure)
+	}
 	return nil
+}
+
+// StructureState is the trace-structure detector's baselines: per service
+// operation its decayed span and child counts and recent self times, per
+// service its judged/hot counts and recent added times.
+type StructureState struct {
+	Ops   []StructOpState   `json:"ops"`
+	Nodes []StructNodeState `json:"nodes"`
+}
+
+// StructOpState is one operation's baseline.
+type StructOpState struct {
+	Node      graph.Node         `json:"node"`
+	Operation string             `json:"operation"`
+	N         float64            `json:"n"`
+	Children  map[string]float64 `json:"children,omitempty"`
+	SelfLog   []float64          `json:"selfLog,omitempty"` // log(ms + minSelfMs) of recent windows
+}
+
+// StructNodeState is one service's structure history.
+type StructNodeState struct {
+	ID     string    `json:"id"`
+	Judged int       `json:"judged"`
+	Hot    int       `json:"hot"`
+	Excess []float64 `json:"excess,omitempty"`
+}
+
+// exportState copies the baselines out; the engine's lock is held.
+func (s *Structure) exportState() *StructureState {
+	st := &StructureState{}
+	for _, b := range s.ops {
+		st.Ops = append(st.Ops, StructOpState{Node: b.node, Operation: b.op, N: b.n, Children: maps.Clone(b.children), SelfLog: slices.Clone(b.selfLog)})
+	}
+	for id, n := range s.nodes {
+		st.Nodes = append(st.Nodes, StructNodeState{ID: id, Judged: n.judged, Hot: n.hot, Excess: slices.Clone(n.excess)})
+	}
+	return st
+}
+
+// importState replaces the baselines with st's; the engine's lock is held.
+// What the bounds of live state would not hold (too many operations or
+// child kinds, long histories, values that are not finite) is left out.
+func (s *Structure) importState(st *StructureState) {
+	s.ops = map[string]*opBase{}
+	s.nodes = map[string]*structNode{}
+	for _, o := range st.Ops {
+		if len(s.ops) >= maxOps || !finite(o.N) || o.N < 0 {
+			continue
+		}
+		b := &opBase{node: o.Node, op: o.Operation, n: o.N, children: map[string]float64{}}
+		for c, v := range o.Children {
+			if len(b.children) < maxChildKinds && finite(v) && v >= 0 {
+				b.children[c] = v
+			}
+		}
+		for _, v := range lastN(o.SelfLog, selfWindows) {
+			if finite(v) {
+				b.selfLog = append(b.selfLog, v)
+			}
+		}
+		k := opKey(o.Node, o.Operation)
+		if s.ops[k] != nil {
+			continue
+		}
+		s.ops[k] = b
+		id := o.Node.ID()
+		n := s.nodes[id]
+		if n == nil {
+			n = &structNode{}
+			s.nodes[id] = n
+		}
+		n.ops = append(n.ops, k)
+	}
+	for _, ns := range st.Nodes {
+		n := s.nodes[ns.ID]
+		if n == nil {
+			continue // no operation baseline: nothing to judge it against
+		}
+		n.judged, n.hot = max(ns.Judged, 0), min(max(ns.Hot, 0), max(ns.Judged, 0))
+		for _, v := range lastN(ns.Excess, selfWindows) {
+			if finite(v) {
+				n.excess = append(n.excess, v)
+			}
+		}
+	}
+}
+
+// lastN is the last n elements of xs.
+func lastN(xs []float64, n int) []float64 {
+	if len(xs) > n {
+		return xs[len(xs)-n:]
+	}
+	return xs
 }

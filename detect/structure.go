@@ -137,6 +137,8 @@ type windowAdded struct {
 }
 
 type opBase struct {
+	node     graph.Node // whose operation, for exported state
+	op       string
 	n        float64            // decayed span count
 	children map[string]float64 // decayed child counts
 	selfLog  []float64          // recent window medians of log(self ms + floor), bounded
@@ -155,7 +157,11 @@ func NewStructure(e *Engine, cfg StructureConfig) (*Structure, error) {
 	if p := cfg.Validate(); len(p) > 0 {
 		return nil, fmt.Errorf("detect structure config: %s", strings.Join(p, "; "))
 	}
-	return &Structure{e: e, cfg: cfg, ops: map[string]*opBase{}, nodes: map[string]*structNode{}}, nil
+	s := &Structure{e: e, cfg: cfg, ops: map[string]*opBase{}, nodes: map[string]*structNode{}}
+	e.mu.Lock()
+	e.structure = s
+	e.mu.Unlock()
+	return s, nil
 }
 
 // llr is the Poisson log-likelihood ratio of observing obs where exp was
@@ -665,7 +671,7 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 			if len(s.ops) >= maxOps {
 				continue // operation names without bound (IDs in them): the first ones are judged
 			}
-			b = &opBase{children: map[string]float64{}}
+			b = &opBase{node: o.Node, op: o.Operation, children: map[string]float64{}}
 			s.ops[k] = b
 			n := s.nodes[id]
 			if n == nil {

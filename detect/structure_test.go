@@ -1,6 +1,7 @@
 package detect
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
@@ -399,5 +400,67 @@ func TestStructureJudgesNewLinksAcrossTheWindow(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// The structure baselines travel in the engine's State: an engine restored
+// from it judges the first window after a restart, where a fresh one has
+// nothing to compare with. Imported state is held to the live bounds.
+func TestStructureStateRoundTrip(t *testing.T) {
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	eng, st := newTestStructure(t)
+	for i := 0; i < 30; i++ {
+		st.Observe(t0.Add(time.Duration(i)*30*time.Second), 30*time.Second, structWindow(i, ""))
+	}
+	b, err := json.Marshal(eng.ExportState())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var state State
+	if err := json.Unmarshal(b, &state); err != nil {
+		t.Fatal(err)
+	}
+	if state.Structure == nil || len(state.Structure.Ops) != 4 || len(state.Structure.Nodes) != 4 {
+		t.Fatalf("exported structure %+v, want the 4 operations and 4 services", state.Structure)
+	}
+	firstWindow := func(restore bool) []Anomaly {
+		e2, st2 := newTestStructure(t)
+		if restore {
+			if err := e2.ImportState(state); err != nil {
+				t.Fatal(err)
+			}
+		}
+		var fired []Anomaly
+		e2.Subscribe(func(c Change) {
+			if c.Action == "fired" && c.Anomaly != nil {
+				fired = append(fired, *c.Anomaly)
+			}
+		})
+		// A restart spans a few windows; the first one after it has the fault.
+		st2.Observe(t0.Add(32*30*time.Second), 30*time.Second, structWindow(32, "basic cpu"))
+		return fired
+	}
+	if fired := firstWindow(true); len(fired) != 1 || fired[0].Subject.Node.Name != "basic" {
+		t.Errorf("restored engine fired %v, want basic's slowdown at once", fired)
+	}
+	if fired := firstWindow(false); len(fired) != 0 {
+		t.Errorf("fresh engine fired %v, want nothing without a baseline", fired)
+	}
+
+	// Bounds: child kinds and self-time history are cut, bad counts dropped.
+	big := &StructureState{Ops: []StructOpState{
+		{Node: graph.Node{Workload: "a", Kind: graph.KindWorkload}, Operation: "op", N: 50, Children: map[string]float64{}, SelfLog: make([]float64, 500)},
+		{Node: graph.Node{Workload: "b", Kind: graph.KindWorkload}, Operation: "op", N: -1},
+	}}
+	for i := 0; i < 200; i++ {
+		big.Ops[0].Children[fmt.Sprintf("call:%d", i)] = 1
+	}
+	e3, _ := newTestStructure(t)
+	if err := e3.ImportState(State{Version: 1, Structure: big}); err != nil {
+		t.Fatal(err)
+	}
+	got := e3.ExportState().Structure
+	if len(got.Ops) != 1 || len(got.Ops[0].Children) != maxChildKinds || len(got.Ops[0].SelfLog) != selfWindows {
+		t.Errorf("imported %d ops, %d child kinds, %d self times; want 1, %d, %d", len(got.Ops), len(got.Ops[0].Children), len(got.Ops[0].SelfLog), maxChildKinds, selfWindows)
 	}
 }
