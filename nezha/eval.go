@@ -579,24 +579,26 @@ func Write(w interface{ Write([]byte) (int, error) }, days []*DayResult, opt Wri
 		for i := range d.Faults {
 			t.Add(&d.Faults[i])
 		}
-		fmt.Fprintf(&b, "%s  false incidents %d in %.2f h between faults (%.2f/h); %d anomalies without incident\n", t.row(d.Day), d.FalseIncidents, d.FreeHours, perHour(d.FalseIncidents, d.FreeHours), len(d.Lone))
+		fmt.Fprintf(&b, "%s  %s; %d anomalies without incident\n", t.row(d.Day), falseRate(d.FalseIncidents, d.FreeHours), len(d.Lone))
 	}
 	sps := 0.0
 	if elapsed > 0 {
 		sps = float64(spans) / elapsed.Seconds()
 	}
-	fmt.Fprintf(&b, "replayed %d spans in %s (%.0f spans/s); false incidents %d in %.2f h between faults (%.2f/h)\n",
-		spans, elapsed.Round(time.Millisecond), sps, fa, free, perHour(fa, free))
+	fmt.Fprintf(&b, "replayed %d spans in %s (%.0f spans/s); %s\n", spans, elapsed.Round(time.Millisecond), sps, falseRate(fa, free))
 	fmt.Fprintf(&b, "overall top1=%.3f top3=%.3f detect=%.3f (signals=%s, %d faults scored)\n", overall.Top1Frac(), overall.Top3Frac(), overall.DetectFrac(), signals, overall.N)
 	_, _ = w.Write([]byte(b.String()))
 	return overall
 }
 
-func perHour(n int, h float64) float64 {
+// falseRate says how many false incidents came in how many hours between
+// faults; with no data between faults (traces only exist in fault windows)
+// there is nothing to measure, and it says so.
+func falseRate(n int, h float64) string {
 	if h <= 0 {
-		return 0
+		return fmt.Sprintf("false incidents %d, no data between faults to rate them", n)
 	}
-	return float64(n) / h
+	return fmt.Sprintf("false incidents %d in %.2f h between faults (%.2f/h)", n, h, float64(n)/h)
 }
 
 func trunc(s string, n int) string {
