@@ -1,7 +1,9 @@
 package detect
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -51,7 +53,6 @@ type PodResources struct {
 	mu      sync.Mutex
 	pending map[podResKey]*podResAcc
 	next    time.Time // end of the current period; zero before the first
-	samples []NodeSample
 }
 
 type podResKey struct{ ns, pod, resource string }
@@ -134,7 +135,7 @@ func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
 		return
 	}
 	find := nodeFinder(nodes)
-	p.samples = p.samples[:0]
+	samples := make([]NodeSample, 0, len(pending))
 	for k, a := range pending {
 		n := find(k.ns, graph.WorkloadOfPod(k.pod))
 		s := NodeSample{Node: n, Instance: k.ns + "/" + k.pod, Type: TypeResource, Direction: 1}
@@ -151,9 +152,13 @@ func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
 		default:
 			continue
 		}
-		p.samples = append(p.samples, s)
+		samples = append(samples, s)
 	}
-	p.ev.Observe(t, p.cfg.Every, p.samples)
+	// In a stable order, so what fires first does not depend on map order.
+	slices.SortFunc(samples, func(a, b NodeSample) int {
+		return cmp.Or(strings.Compare(a.Instance, b.Instance), strings.Compare(a.Metric, b.Metric))
+	})
+	p.ev.Observe(t, p.cfg.Every, samples)
 }
 
 // nodeFinder finds a pod's node among the graph's: the node of its
