@@ -62,7 +62,7 @@ const (
 // container cgroups, other resources' limits) have kind resNone and known.
 func mapResource(name string, ls []label) (k resKind, known bool) {
 	switch name {
-	case "container_cpu_usage_seconds_total":
+	case "container_cpu_usage_seconds_total", "k8s_pod_cpu_time", "k8s_pod_cpu_time_total", "k8s_pod_cpu_time_seconds_total":
 		k = resCPUSecs
 	case "container_memory_working_set_bytes":
 		k = resMemBytes

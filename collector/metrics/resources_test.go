@@ -128,6 +128,26 @@ func TestResourcesKubeletstats(t *testing.T) {
 		t.Errorf("OTLP reading %+v, want shop, 93%% of the limit, 0.465 cores", r)
 	}
 
+	// kubeletstats' default: cumulative CPU seconds of the pod, no limit.
+	for i, v := range []float64{120, 126} {
+		md := pmetric.NewMetrics()
+		rm := md.ResourceMetrics().AppendEmpty()
+		rm.Resource().Attributes().PutStr("k8s.namespace.name", "shop")
+		rm.Resource().Attributes().PutStr("k8s.pod.name", "checkout-6d5f7c8b9-rtx2m")
+		m := rm.ScopeMetrics().AppendEmpty().Metrics().AppendEmpty()
+		m.SetName("k8s.pod.cpu.time")
+		sum := m.SetEmptySum()
+		sum.SetIsMonotonic(true)
+		sum.SetAggregationTemporality(pmetric.AggregationTemporalityCumulative)
+		dp := sum.DataPoints().AppendEmpty()
+		dp.SetDoubleValue(v)
+		dp.SetTimestamp(pcommon.NewTimestampFromTime(now.Add(time.Duration(i) * 20 * time.Second)))
+		c.IngestOTLP(md)
+	}
+	if r := rr.take()["checkout-6d5f7c8b9-rtx2m/cpu"]; !near(r.Used, 0.3) || !math.IsNaN(r.LimitPct) {
+		t.Errorf("k8s.pod.cpu.time reading %+v, want 0.3 cores (6 s in 20 s) and no limit", r)
+	}
+
 	lbl := []prompb.Label{{Name: "__name__", Value: "k8s_pod_memory_limit_utilization_ratio"},
 		{Name: "k8s_namespace_name", Value: "shop"}, {Name: "k8s_pod_name", Value: "cart-7f9c8d6b5-qwxzt"}}
 	if _, err := c.IngestRemoteWrite(writeRequest(t, ts(lbl, 0.97, now.UnixMilli()))); err != nil {
