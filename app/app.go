@@ -107,6 +107,7 @@ func New(cfg config.Config, log *slog.Logger) (_ *App, retErr error) {
 				return nil, err
 			}
 			a.resources.Attach(a.Graph)
+			a.reg.MustRegister(resourcesDropped(a.resources))
 		}
 	}
 

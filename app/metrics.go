@@ -67,3 +67,10 @@ func (c *spanWindowsCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(c.dropped, prometheus.CounterValue, float64(d))
 	ch <- prometheus.MustNewConstMetric(c.skipped, prometheus.CounterValue, float64(s))
 }
+
+// resourcesDropped exports the readings pods' resource evidence
+// refused at its bounds.
+func resourcesDropped(r *detect.PodResources) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: "meshlens_resources_readings_dropped_total",
+		Help: "Pod CPU/memory readings refused because too many pods or series were held."}, func() float64 { return float64(r.Dropped()) })
+}

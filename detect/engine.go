@@ -156,6 +156,13 @@ func (e *Engine) Observe(snap *graph.Snapshot) {
 	began := time.Now()
 	e.mu.Lock()
 	e.observeLocked(snap)
+	e.unlockAndNotify(func() { e.met.observePass(time.Since(began)) })
+}
+
+// unlockAndNotify releases e.mu, which the caller holds, then (after
+// before, if any) hands the pending changes to the subscribers, outside
+// the lock.
+func (e *Engine) unlockAndNotify(before func()) {
 	changes := e.pending
 	e.pending = nil
 	subs := make([]func(Change), 0, len(e.subs))
@@ -165,7 +172,9 @@ func (e *Engine) Observe(snap *graph.Snapshot) {
 		}
 	}
 	e.mu.Unlock()
-	e.met.observePass(time.Since(began))
+	if before != nil {
+		before()
+	}
 	for _, c := range changes {
 		for _, fn := range subs {
 			fn(c)

@@ -92,11 +92,16 @@ func (c EvidenceConfig) Validate() []string {
 // departures become anomalies on the node that join the engine's incidents
 // and root-cause ranking like any other.
 type NodeEvidence struct {
-	e      *Engine
-	cfg    EvidenceConfig
-	series map[string]*evSeries
-	buf    []float64
+	e       *Engine
+	cfg     EvidenceConfig
+	series  map[string]*evSeries
+	buf     []float64
+	dropped uint64 // readings of new series refused at maxEvidenceSeries
 }
+
+// maxEvidenceSeries bounds the series held: pod names churn, and pushed
+// metrics can carry any.
+const maxEvidenceSeries = 100000
 
 type evSeries struct {
 	ring   []float64 // normal readings (transformed), oldest overwritten
@@ -133,20 +138,7 @@ func (ne *NodeEvidence) Observe(t time.Time, step time.Duration, samples []NodeS
 		ne.observe(&samples[i], t, end)
 	}
 	e.updateIncidents(end)
-	changes := e.pending
-	e.pending = nil
-	subs := make([]func(Change), 0, len(e.subs))
-	for i := 0; i < e.nextSub; i++ {
-		if fn, ok := e.subs[i]; ok {
-			subs = append(subs, fn)
-		}
-	}
-	e.mu.Unlock()
-	for _, c := range changes {
-		for _, fn := range subs {
-			fn(c)
-		}
-	}
+	e.unlockAndNotify(nil)
 }
 
 func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
@@ -156,6 +148,10 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 	key := "m|" + sm.Node.ID() + "|" + sm.Instance + "|" + sm.Metric
 	s := ne.series[key]
 	if s == nil {
+		if len(ne.series) >= maxEvidenceSeries {
+			ne.dropped++
+			return
+		}
 		s = &evSeries{ring: make([]float64, ne.cfg.Window)}
 		ne.series[key] = s
 	}
@@ -259,6 +255,35 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 		e.resolve(d.firing, end)
 		d.firing, d.coldRun, d.firingFor, d.hot = nil, 0, 0, 0
 	}
+}
+
+// Forget ends series whose last reading is older than before: a firing
+// anomaly resolves at end (its pod is gone, or stopped reporting), and the
+// series' state is dropped once its last reading is older than drop too.
+func (ne *NodeEvidence) Forget(before, drop, end time.Time) {
+	e := ne.e
+	e.mu.Lock()
+	for k, s := range ne.series {
+		if !s.last.Before(before) {
+			continue
+		}
+		if d := &s.det; d.firing != nil {
+			e.resolve(d.firing, end)
+			d.firing, d.coldRun, d.firingFor, d.hot = nil, 0, 0, 0
+		}
+		if s.last.Before(drop) {
+			delete(ne.series, k)
+		}
+	}
+	e.updateIncidents(end)
+	e.unlockAndNotify(nil)
+}
+
+// Dropped is how many readings of new series were refused at the bound.
+func (ne *NodeEvidence) Dropped() uint64 {
+	ne.e.mu.Lock()
+	defer ne.e.mu.Unlock()
+	return ne.dropped
 }
 
 // minLogRatio is the smallest relative change a log-scale series can alert on.

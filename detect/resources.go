@@ -52,6 +52,7 @@ type PodResources struct {
 
 	mu      sync.Mutex
 	pending map[podResKey]*podResAcc
+	dropped uint64    // readings of pods refused at maxPendingPods
 	next    time.Time // end of the current period; zero before the first
 }
 
@@ -86,6 +87,7 @@ func (p *PodResources) Add(namespace, pod, resource string, used, limitPct float
 	a := p.pending[k]
 	if a == nil {
 		if len(p.pending) >= maxPendingPods {
+			p.dropped++
 			return
 		}
 		a = &podResAcc{}
@@ -104,6 +106,15 @@ func (p *PodResources) Add(namespace, pod, resource string, used, limitPct float
 // maxPendingPods bounds the pods × resources held between periods.
 const maxPendingPods = 100000
 
+// Dropped is how many readings were refused at the bounds (pods held
+// between periods, series judged).
+func (p *PodResources) Dropped() uint64 {
+	p.mu.Lock()
+	d := p.dropped
+	p.mu.Unlock()
+	return d + p.ev.Dropped()
+}
+
 // Attach judges the readings on g's bucket clock: at the end of each period
 // the pods' averages go to the detector, on the graph's nodes.
 func (p *PodResources) Attach(g SnapshotSource) {
@@ -117,8 +128,13 @@ func (p *PodResources) Attach(g SnapshotSource) {
 		start := p.next.Add(-p.cfg.Every)
 		p.next = ev.End.Truncate(p.cfg.Every).Add(p.cfg.Every)
 		var nodes []graph.NodeSnapshot
-		if snap, err := g.Snapshot(graph.Query{View: graph.ViewWorkload, Window: 10 * p.cfg.Every, At: ev.End}); err == nil {
-			nodes = snap.Nodes
+		// The services seen lately; a graph window shorter than ten
+		// periods refuses that, and the last period must do.
+		for _, w := range []time.Duration{10 * p.cfg.Every, p.cfg.Every} {
+			if snap, err := g.Snapshot(graph.Query{View: graph.ViewWorkload, Window: w, At: ev.End}); err == nil {
+				nodes = snap.Nodes
+				break
+			}
 		}
 		p.Flush(start, nodes)
 	})
@@ -131,6 +147,11 @@ func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
 	pending := p.pending
 	p.pending = make(map[podResKey]*podResAcc, len(pending))
 	p.mu.Unlock()
+	// Pods that stopped reporting (deleted, evicted, scaled down): their
+	// anomalies resolve after resolveAfter silent periods, their state
+	// goes after a baseline window of them.
+	ec := p.cfg.Evidence
+	defer p.ev.Forget(t.Add(-time.Duration(ec.ResolveAfter-1)*p.cfg.Every), t.Add(-time.Duration(ec.Window-1)*p.cfg.Every), t.Add(p.cfg.Every))
 	if len(pending) == 0 {
 		return
 	}
@@ -162,9 +183,9 @@ func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
 }
 
 // nodeFinder finds a pod's node among the graph's: the node of its
-// namespace whose workload (or canonical service) the pod's name starts
-// with, else the only such node of any namespace (traces that carry no
-// namespace), else a workload node of its own.
+// namespace named for the pod's workload (or canonical service), else the
+// only such node without a namespace (services known from traces that
+// carry none), else a workload node of its own.
 func nodeFinder(nodes []graph.NodeSnapshot) func(ns, workload string) graph.Node {
 	byName := map[string][]graph.Node{}
 	for i := range nodes {
@@ -181,7 +202,7 @@ func nodeFinder(nodes []graph.NodeSnapshot) func(ns, workload string) graph.Node
 				return n
 			}
 		}
-		if len(cands) == 1 {
+		if len(cands) == 1 && cands[0].Namespace == "" {
 			return cands[0]
 		}
 		return graph.Node{Namespace: ns, Workload: workload, Kind: graph.KindWorkload}

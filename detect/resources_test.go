@@ -16,7 +16,8 @@ import (
 func TestPodResources(t *testing.T) {
 	reviews := graph.Node{Namespace: "bookinfo", Workload: "reviews-v2", App: "reviews", Version: "v2", Kind: graph.KindWorkload}
 	food := graph.Node{Workload: "ts-food-service", App: "ts-food-service", Kind: graph.KindWorkload} // from traces: no namespace
-	nodes := []graph.NodeSnapshot{{Node: reviews}, {Node: food}}
+	prodWeb := graph.Node{Namespace: "prod", Workload: "web", Kind: graph.KindWorkload}
+	nodes := []graph.NodeSnapshot{{Node: reviews}, {Node: food}, {Node: prodWeb}}
 	t0 := time.Date(2025, 11, 3, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name     string
@@ -42,6 +43,9 @@ func TestPodResources(t *testing.T) {
 			}
 			return 0.2 + 0.01*float64(i%4), math.NaN()
 		}, reviews, "cpu_cores", 21},
+		{"same workload name in another namespace is another service", "staging", "web-5b8d9c7f6d-x7k2p", "cpu", func(int) (float64, float64) {
+			return 0.49, 98
+		}, graph.Node{Namespace: "staging", Workload: "web", Kind: graph.KindWorkload}, "cpu", 1},
 		{"steady memory", "bookinfo", "reviews-v2-5b8d9c7f6d-x7k2p", "memory", func(i int) (float64, float64) {
 			return 300 << 20, 58 + float64(i%2)
 		}, graph.Node{}, "", 0},
@@ -106,5 +110,46 @@ func TestResourcesConfigValidate(t *testing.T) {
 		if tc.want == "" && got != "" || tc.want != "" && !strings.Contains(got, tc.want) {
 			t.Errorf("Validate() = %q, want %q", got, tc.want)
 		}
+	}
+}
+
+// A pod that stops reporting (deleted, evicted) ends its anomaly after
+// resolveAfter silent periods, and its state after a baseline window.
+func TestPodResourcesForgetsGonePods(t *testing.T) {
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultResourcesConfig()
+	pr, err := NewPodResources(eng, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2025, 11, 3, 10, 0, 0, 0, time.UTC)
+	at := func(i int) time.Time { return t0.Add(time.Duration(i) * time.Minute) }
+	for i := 0; i < 3; i++ {
+		pr.Add("shop", "cart-7f9c8d6b5-qwxzt", "cpu", 0.5, 99)
+		pr.Add("shop", "web-5b8d9c7f6d-x7k2p", "cpu", 0.1, 10)
+		pr.Flush(at(i), nil)
+	}
+	firing := func() int { return len(eng.Anomalies(Filter{State: StateFiring})) }
+	if firing() != 1 {
+		t.Fatalf("%d firing, want cart's saturation", firing())
+	}
+	// cart is deleted; web goes on reporting.
+	i := 3
+	for ; firing() > 0 && i < 20; i++ {
+		pr.Add("shop", "web-5b8d9c7f6d-x7k2p", "cpu", 0.1, 10)
+		pr.Flush(at(i), nil)
+	}
+	if silent := i - 3; silent != cfg.Evidence.ResolveAfter {
+		t.Errorf("cart's anomaly resolved after %d silent periods, want %d", silent, cfg.Evidence.ResolveAfter)
+	}
+	for ; i < 3+cfg.Evidence.Window+1; i++ {
+		pr.Add("shop", "web-5b8d9c7f6d-x7k2p", "cpu", 0.1, 10)
+		pr.Flush(at(i), nil)
+	}
+	if n := len(pr.ev.series); n != 1 {
+		t.Errorf("%d series held an hour after cart went, want web's only", n)
 	}
 }

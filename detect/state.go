@@ -214,12 +214,12 @@ func (s *Structure) importState(st *StructureState) {
 	s.ops = map[string]*opBase{}
 	s.nodes = map[string]*structNode{}
 	for _, o := range st.Ops {
-		if len(s.ops) >= maxOps || !finite(o.N) || o.N < 0 {
+		if len(s.ops) >= maxOps || !finite(o.N) || o.N < 0 || len(o.Operation) > maxImportKey || len(o.Node.ID()) > maxImportKey {
 			continue
 		}
 		b := &opBase{node: o.Node, op: o.Operation, n: o.N, children: map[string]float64{}}
 		for c, v := range o.Children {
-			if len(b.children) < maxChildKinds && finite(v) && v >= 0 {
+			if len(b.children) < maxChildKinds && finite(v) && v >= 0 && len(c) <= maxImportKey {
 				b.children[c] = v
 			}
 		}
@@ -254,6 +254,10 @@ func (s *Structure) importState(st *StructureState) {
 		}
 	}
 }
+
+// maxImportKey bounds the operation names, node IDs and child keys an
+// imported state may hold (live ones are clipped by the receivers).
+const maxImportKey = 4096
 
 // lastN is the last n elements of xs.
 func lastN(xs []float64, n int) []float64 {

@@ -225,20 +225,7 @@ func (s *Structure) Observe(t time.Time, step time.Duration, ops []OpStat) []Nod
 	}
 	s.learn(ops, scores)
 	e.updateIncidents(end)
-	changes := e.pending
-	e.pending = nil
-	subs := make([]func(Change), 0, len(e.subs))
-	for i := 0; i < e.nextSub; i++ {
-		if fn, ok := e.subs[i]; ok {
-			subs = append(subs, fn)
-		}
-	}
-	e.mu.Unlock()
-	for _, c := range changes {
-		for _, fn := range subs {
-			fn(c)
-		}
-	}
+	e.unlockAndNotify(nil)
 	return scores
 }
 
@@ -579,7 +566,7 @@ func cmpF(a, b float64) int {
 func (s *Structure) nodeOf(sc *NodeStructureScore) *structNode {
 	id := sc.Node.ID()
 	n := s.nodes[id]
-	if n == nil && sc.Judged {
+	if n == nil && sc.Judged && len(s.nodes) < maxOps {
 		n = &structNode{}
 		s.nodes[id] = n
 	}
@@ -706,8 +693,9 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 	}
 }
 
-// maxOps bounds the operations with a baseline, maxChildKinds the child
-// kinds of one: live operation names can carry IDs.
+// maxOps bounds the operations with a baseline (and the services with
+// state), maxChildKinds the child kinds of one: live operation names can
+// carry IDs.
 const (
 	maxOps        = 20000
 	maxChildKinds = 64

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"go.opentelemetry.io/collector/pdata/pmetric/pmetricotlp"
+	"go.opentelemetry.io/collector/pdata/ptrace"
 	"go.opentelemetry.io/collector/pdata/ptrace/ptraceotlp"
 
 	"github.com/meshlens/meshlens/collector/traces"
@@ -241,19 +242,13 @@ func TestReplayOverOTLPHTTP(t *testing.T) {
 			}
 			return
 		}
-		if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
-			http.Error(w, "bad request", http.StatusBadRequest)
-			return
-		}
-		b, _ := io.ReadAll(r.Body)
-		req := ptraceotlp.NewExportRequest()
-		if err := req.UnmarshalProto(b); err != nil {
-			http.Error(w, err.Error(), http.StatusBadRequest)
+		td, ok := readTraces(w, r)
+		if !ok {
 			return
 		}
 		mu.Lock()
 		defer mu.Unlock()
-		rss := req.Traces().ResourceSpans()
+		rss := td.ResourceSpans()
 		for i := 0; i < rss.Len(); i++ {
 			rs := rss.At(i)
 			name, _ := rs.Resource().Attributes().Get("service.name")
@@ -323,4 +318,46 @@ func TestScoreTimes(t *testing.T) {
 			t.Errorf("fault %d at %s scored at %s, want %s", i, faults[i].Time.Format("15:04:05"), got[i].Format("15:04:05"), want[i].Format("15:04:05"))
 		}
 	}
+}
+
+// A receiver that takes traces but not metrics: the replay warns, leaves
+// the metric rows out, and sends every span.
+func TestReplayWithoutMetricsReceiver(t *testing.T) {
+	l := loadTB(t, "testdata/dataset")
+	var mu sync.Mutex
+	spans := 0
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/v1/traces" {
+			http.NotFound(w, r)
+			return
+		}
+		td, ok := readTraces(w, r)
+		if !ok {
+			return
+		}
+		mu.Lock()
+		spans += td.SpanCount()
+		mu.Unlock()
+	}))
+	defer srv.Close()
+	st, err := Replay(context.Background(), l, ReplayConfig{Endpoint: srv.URL, Speed: 1e4, Metrics: true}, nil)
+	if err != nil || st.Spans != 86 || spans != 86 || st.MetricRows != 0 {
+		t.Errorf("replay: %v, sent %d spans (%d received), %d metric rows; want all 86 spans and no rows", err, st.Spans, spans, st.MetricRows)
+	}
+}
+
+// readTraces decodes an OTLP/HTTP protobuf trace export, answering 400 to
+// anything else.
+func readTraces(w http.ResponseWriter, r *http.Request) (ptrace.Traces, bool) {
+	if r.URL.Path != "/v1/traces" || r.Header.Get("Content-Type") != "application/x-protobuf" {
+		http.Error(w, "bad request", http.StatusBadRequest)
+		return ptrace.Traces{}, false
+	}
+	b, _ := io.ReadAll(r.Body)
+	req := ptraceotlp.NewExportRequest()
+	if err := req.UnmarshalProto(b); err != nil {
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return ptrace.Traces{}, false
+	}
+	return req.Traces(), true
 }

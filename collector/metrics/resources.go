@@ -235,6 +235,9 @@ func (rs *resState) reading() (PodResource, bool) {
 	var sum, lim float64
 	limited := true
 	for c, u := range rs.use {
+		if _, pod := rs.use[""]; pod && c != "" {
+			continue // a pod-level reading (kubeletstats) already holds its containers'
+		}
 		sum += u
 		l, ok := rs.lim[c]
 		limited = limited && ok && l > 0

@@ -148,6 +148,19 @@ func TestResourcesKubeletstats(t *testing.T) {
 		t.Errorf("k8s.pod.cpu.time reading %+v, want 0.3 cores (6 s in 20 s) and no limit", r)
 	}
 
+	// The same pod's memory from kubeletstats (pod level) and cAdvisor (its
+	// container) is counted once, not summed.
+	both := []prompb.TimeSeries{
+		ts([]prompb.Label{{Name: "__name__", Value: "k8s_pod_memory_working_set_bytes"}, {Name: "k8s_namespace_name", Value: "shop"}, {Name: "k8s_pod_name", Value: "cart-7f9c8d6b5-qwxzt"}}, 100<<20, now.UnixMilli()),
+		ts([]prompb.Label{{Name: "__name__", Value: "container_memory_working_set_bytes"}, {Name: "namespace", Value: "shop"}, {Name: "pod", Value: "cart-7f9c8d6b5-qwxzt"}, {Name: "container", Value: "cart"}}, 100<<20, now.UnixMilli()),
+	}
+	if _, err := c.IngestRemoteWrite(writeRequest(t, both...)); err != nil {
+		t.Fatal(err)
+	}
+	if r := rr.take()["cart-7f9c8d6b5-qwxzt/memory"]; !near(r.Used, 100<<20) {
+		t.Errorf("memory from two sources: %+v, want 100 MiB once", r)
+	}
+
 	lbl := []prompb.Label{{Name: "__name__", Value: "k8s_pod_memory_limit_utilization_ratio"},
 		{Name: "k8s_namespace_name", Value: "shop"}, {Name: "k8s_pod_name", Value: "cart-7f9c8d6b5-qwxzt"}}
 	if _, err := c.IngestRemoteWrite(writeRequest(t, ts(lbl, 0.97, now.UnixMilli()))); err != nil {
