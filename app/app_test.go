@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -17,6 +18,8 @@ import (
 
 	"github.com/meshlens/meshlens/collector/traces"
 	"github.com/meshlens/meshlens/config"
+	"github.com/meshlens/meshlens/graph"
+	"github.com/meshlens/meshlens/nezha"
 )
 
 // testConfig runs everything on loopback ephemeral ports, receivers off unless asked.
@@ -226,5 +229,58 @@ func TestPodResourcesReachDetector(t *testing.T) {
 	defer mresp.Body.Close()
 	if m, _ := io.ReadAll(mresp.Body); !strings.Contains(string(m), "meshlens_resources_readings_dropped_total 0") {
 		t.Error("/metrics lacks meshlens_resources_readings_dropped_total")
+	}
+}
+
+// The Nezha replay into a running app: the real OTLP receiver takes the
+// spans (the graph draws the Train Ticket calls, the structure detector
+// gets them) and the pod metric rows (the collector turns them into
+// resource readings), as `meshlens replay nezha` does against serve.
+func TestNezhaReplayIntoServe(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Traces.OTLPHTTPAddr = "127.0.0.1:0"
+	a := startApp(t, cfg, slog.New(slog.DiscardHandler))
+	days, err := nezha.FindDays(filepath.Join("..", "nezha", "testdata", "dataset"))
+	if err != nil || len(days) == 0 {
+		t.Fatalf("testdata days: %v %v", days, err)
+	}
+	l, err := nezha.Load(days[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := nezha.Replay(t.Context(), l, nezha.ReplayConfig{Endpoint: "http://" + a.Traces.Addr(traces.RecvOTLPHTTP).String(),
+		Speed: 1e4, SamplingProbability: 0.25, Metrics: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.Spans != len(l.Spans) || st.MetricRows == 0 {
+		t.Fatalf("replay sent %d of %d spans and %d metric rows", st.Spans, len(l.Spans), st.MetricRows)
+	}
+	// Rows of one pod in one request make one reading (the latest).
+	if got := a.Metrics.Status().ResourceReadings; got == 0 {
+		t.Errorf("collector made no resource readings of %d metric rows sent", st.MetricRows)
+	}
+	// The spans were shifted to now: the structure detector holds them
+	// until their window has settled.
+	held := 0
+	for _, o := range a.spans.Take(time.Now().Add(-10*time.Minute), time.Now().Add(time.Minute)) {
+		held += o.Spans
+	}
+	if held == 0 {
+		t.Error("the structure detector's windows hold none of the replayed spans")
+	}
+	a.Graph.Advance(time.Now().Add(time.Minute))
+	snap, err := a.Graph.Snapshot(graph.Query{View: graph.ViewWorkload, Window: 10 * time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	edges := map[string]bool{}
+	for _, e := range snap.Edges {
+		edges[e.Source.Name()+" -> "+e.Target.Name()] = true
+	}
+	for _, want := range []string{"ts-gateway-service -> ts-auth-service", "ts-auth-service -> ts-verification-code-service"} {
+		if !edges[want] {
+			t.Errorf("graph edges %v lack %s", edges, want)
+		}
 	}
 }

@@ -205,7 +205,9 @@ func (in *ingester) observeResourceLocked(s *series, v float64, ts int64, isDelt
 	p.ts = max(p.ts, ts)
 }
 
-// endResourcesLocked turns the batch's pod samples into readings.
+// endResourcesLocked turns the batch's pod samples into readings, one per
+// pod and resource: a series with several samples in one batch (a sender
+// catching up) gives its latest.
 func (in *ingester) endResourcesLocked() {
 	in.resOut = in.resOut[:0]
 	for _, p := range in.podsTouched {
