@@ -81,6 +81,7 @@ func benchMetrics(ctx context.Context, args []string) error {
 	steps := fs.Int("steps", 40, "scrapes (pushes) per round")
 	rounds := fs.Int("rounds", 3, "rounds, each on a fresh collector")
 	cpuprofile := fs.String("cpuprofile", "", "write a CPU profile of the ingest runs to this file")
+	pods := fs.Int("pods", 1000, "pods of the resource-metrics run (2 containers, 8 series each)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -123,22 +124,9 @@ func benchMetrics(ctx context.Context, args []string) error {
 
 	// Floor: snappy + protobuf unmarshal only.
 	var decode span
-	var wr prompb.WriteRequest
 	var buf []byte
 	for r := 0; r < *rounds; r++ {
-		sp, err := measure(func() error {
-			for _, p := range payloads[1:] {
-				var err error
-				if buf, err = snappy.Decode(buf[:cap(buf)], p); err != nil {
-					return err
-				}
-				wr = prompb.WriteRequest{}
-				if err := wr.Unmarshal(buf); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
+		sp, err := measure(func() error { return decodeAll(payloads[1:], &buf) })
 		if err != nil {
 			return err
 		}
@@ -236,10 +224,97 @@ func benchMetrics(ctx context.Context, args []string) error {
 	}
 	line("scrape expfmt parse only (TextToMetricFamilies)", parse, span{}, "  (floor)")
 	line("scrape parse + ingest", scrape, parse, "")
+	return benchPodResources(ctx, *pods, *steps, *rounds)
+}
+
+// benchPodResources measures remote-write of pods' cAdvisor CPU and memory
+// series with kube-state-metrics limits into the resource sink, against
+// decoding the same requests alone.
+func benchPodResources(ctx context.Context, pods, steps, rounds int) error {
+	t0 := time.Now().Add(-time.Hour).UnixMilli()
+	payloads := make([][]byte, steps)
+	series := 0
+	for st := range payloads {
+		var wr prompb.WriteRequest
+		add := func(v float64, ls ...prompb.Label) {
+			wr.Timeseries = append(wr.Timeseries, prompb.TimeSeries{Labels: ls, Samples: []prompb.Sample{{Value: v, Timestamp: t0 + int64(st)*15000}}})
+		}
+		for p := 0; p < pods; p++ {
+			ns, pod := prompb.Label{Name: "namespace", Value: "shop"}, prompb.Label{Name: "pod", Value: fmt.Sprintf("svc-%d-5b8d9c7f6d-x%04d", p%40, p)}
+			for _, c := range []string{"app", "istio-proxy"} {
+				ct := prompb.Label{Name: "container", Value: c}
+				add(0.1*float64(st*15), prompb.Label{Name: "__name__", Value: "container_cpu_usage_seconds_total"}, ct, prompb.Label{Name: "cpu", Value: "total"}, ns, pod)
+				add(200<<20, prompb.Label{Name: "__name__", Value: "container_memory_working_set_bytes"}, ct, ns, pod)
+				add(0.5, prompb.Label{Name: "__name__", Value: "kube_pod_container_resource_limits"}, ct, ns, pod, prompb.Label{Name: "resource", Value: "cpu"}, prompb.Label{Name: "unit", Value: "core"})
+				add(512<<20, prompb.Label{Name: "__name__", Value: "kube_pod_container_resource_limits"}, ct, ns, pod, prompb.Label{Name: "resource", Value: "memory"}, prompb.Label{Name: "unit", Value: "byte"})
+			}
+		}
+		raw, err := wr.Marshal()
+		if err != nil {
+			return err
+		}
+		payloads[st], series = snappy.Encode(nil, raw), len(wr.Timeseries)
+	}
+	measured := float64(series * (steps - 1) * rounds)
+	var decode, ingest span
+	readings := uint64(0)
+	var buf []byte
+	for r := 0; r < rounds; r++ {
+		sp, err := measure(func() error { return decodeAll(payloads[1:], &buf) })
+		if err != nil {
+			return err
+		}
+		decode.add(sp)
+		c, err := metrics.New(metrics.DefaultConfig(), discard{}, nil, nil, metrics.WithResourceSink(discard{}))
+		if err != nil {
+			return err
+		}
+		if _, err := c.IngestRemoteWrite(payloads[0]); err != nil {
+			return err
+		}
+		sp, err = measure(func() error {
+			for _, p := range payloads[1:] {
+				if _, err := c.IngestRemoteWrite(p); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		ingest.add(sp)
+		readings += c.Status().ResourceReadings
+	}
+	// CPU and memory per pod and push; memory also on the first push (CPU
+	// needs two samples for a rate).
+	if want := uint64(pods * (2*(steps-1) + 1) * rounds); readings != want {
+		return fmt.Errorf("bench pod resources: %d readings, want %d (2 per pod and push)", readings, want)
+	}
+	fmt.Printf("pod resources: %d pods x 2 containers (cAdvisor CPU and memory, kube-state-metrics limits) = %d series per push\n", pods, series)
+	r := func(d time.Duration) float64 { return measured / d.Seconds() }
+	fmt.Printf("%-52s %10.0f samples/s wall %10.0f samples/CPU-s  (floor)\n", "remote-write decode only", r(decode.wall), r(decode.cpu))
+	fmt.Printf("%-52s %10.0f samples/s wall %10.0f samples/CPU-s  = %3.0f%% of floor (CPU)\n", "remote-write ingest into the resource sink", r(ingest.wall), r(ingest.cpu), 100*decode.cpu.Seconds()/ingest.cpu.Seconds())
 	return ctx.Err()
 }
 
 type discard struct{}
+
+// decodeAll decodes remote-write requests the plain way (snappy, then
+// prompb.Unmarshal): the floor the collector's decoder is compared with.
+func decodeAll(payloads [][]byte, buf *[]byte) error {
+	for _, p := range payloads {
+		var err error
+		if *buf, err = snappy.Decode((*buf)[:cap(*buf)], p); err != nil {
+			return err
+		}
+		var wr prompb.WriteRequest
+		if err := wr.Unmarshal(*buf); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // span is wall and process CPU time (user+system, all threads: with
 // GOMAXPROCS=1 that is this work and its GC); the machine is shared, so CPU
@@ -261,6 +336,8 @@ func measure(fn func() error) (span, error) {
 }
 
 func (discard) Ingest([]graph.Observation) {}
+
+func (discard) ObserveResources([]metrics.PodResource) {}
 
 func writeTextSample(b *bytes.Buffer, ls []prompb.Label, v float64) {
 	b.WriteString(ls[0].Value)
