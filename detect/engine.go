@@ -34,7 +34,10 @@ type edgeSeen struct {
 	unexpected   detState
 }
 
-type nodeSeen struct{ first, last time.Time }
+type nodeSeen struct {
+	node        graph.Node // zero for a node restored from State until seen again
+	first, last time.Time
+}
 
 // Engine runs the detectors. It is safe for concurrent use; Observe is
 // normally called from the graph's bucket-close hook.
@@ -600,7 +603,20 @@ func (e *Engine) seeNode(n graph.Node, t time.Time) {
 		ns = &nodeSeen{first: t}
 		e.nodes[id] = ns
 	}
-	ns.last = t
+	ns.node, ns.last = n, t
+}
+
+// knownNodes is every node the engine has seen lately (idleForget).
+func (e *Engine) knownNodes() []graph.Node {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	out := make([]graph.Node, 0, len(e.nodes))
+	for _, ns := range e.nodes {
+		if !ns.node.IsZero() {
+			out = append(out, ns.node)
+		}
+	}
+	return out
 }
 
 func (e *Engine) forget(t time.Time) {

@@ -263,6 +263,7 @@ func (ne *NodeEvidence) observe(sm *NodeSample, t, end time.Time) {
 func (ne *NodeEvidence) Forget(before, drop, end time.Time) {
 	e := ne.e
 	e.mu.Lock()
+	resolved := false
 	for k, s := range ne.series {
 		if !s.last.Before(before) {
 			continue
@@ -270,12 +271,15 @@ func (ne *NodeEvidence) Forget(before, drop, end time.Time) {
 		if d := &s.det; d.firing != nil {
 			e.resolve(d.firing, end)
 			d.firing, d.coldRun, d.firingFor, d.hot = nil, 0, 0, 0
+			resolved = true
 		}
 		if s.last.Before(drop) {
 			delete(ne.series, k)
 		}
 	}
-	e.updateIncidents(end)
+	if resolved {
+		e.updateIncidents(end)
+	}
 	e.unlockAndNotify(nil)
 }
 

@@ -30,14 +30,7 @@ func TestNodeEvidence(t *testing.T) {
 			func(int) float64 { return 100 }, 40, true, TypeErrors},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			eng, err := New(DefaultConfig(), nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev, err := NewNodeEvidence(eng, DefaultEvidenceConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
+			eng, ev := newTestEvidence(t)
 			var fired []Anomaly
 			eng.Subscribe(func(c Change) {
 				if c.Action == "fired" && c.Anomaly != nil {
@@ -92,15 +85,7 @@ func TestNodeEvidence(t *testing.T) {
 // same service follows, the incident it opens holds both, and the resource
 // anomaly's service leads.
 func TestResourceJoinsSymptomIncident(t *testing.T) {
-	eng, err := New(DefaultConfig(), nil, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := DefaultEvidenceConfig()
-	ev, err := NewNodeEvidence(eng, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
+	eng, ev := newTestEvidence(t)
 	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
 	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
 	for i := 0; i < 40; i++ {
@@ -154,14 +139,7 @@ func TestNodeEvidenceSaturatedWithoutBaseline(t *testing.T) {
 		{"no limit given", 99.9, 0, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			eng, err := New(DefaultConfig(), nil, nil)
-			if err != nil {
-				t.Fatal(err)
-			}
-			ev, err := NewNodeEvidence(eng, DefaultEvidenceConfig())
-			if err != nil {
-				t.Fatal(err)
-			}
+			eng, ev := newTestEvidence(t)
 			for i := 0; i < 3; i++ {
 				ev.Observe(t0.Add(time.Duration(i)*time.Minute), time.Minute, []NodeSample{
 					{Node: node("svc-a"), Metric: "cpu", Type: TypeResource, Unit: "%", Value: tc.value, Log: true, Direction: 1, Floor: 5, Limit: tc.limit},
@@ -182,4 +160,17 @@ func TestNodeEvidenceSaturatedWithoutBaseline(t *testing.T) {
 			}
 		})
 	}
+}
+
+func newTestEvidence(t *testing.T) (*Engine, *NodeEvidence) {
+	t.Helper()
+	eng, err := New(DefaultConfig(), nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ev, err := NewNodeEvidence(eng, DefaultEvidenceConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return eng, ev
 }

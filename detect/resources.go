@@ -116,7 +116,7 @@ func (p *PodResources) Dropped() uint64 {
 }
 
 // Attach judges the readings on g's bucket clock: at the end of each period
-// the pods' averages go to the detector, on the graph's nodes.
+// the pods' averages go to the detector, on the nodes the engine has seen.
 func (p *PodResources) Attach(g SnapshotSource) {
 	g.OnBucketClose(func(ev graph.BucketClosed) {
 		if p.next.IsZero() {
@@ -127,22 +127,13 @@ func (p *PodResources) Attach(g SnapshotSource) {
 		}
 		start := p.next.Add(-p.cfg.Every)
 		p.next = ev.End.Truncate(p.cfg.Every).Add(p.cfg.Every)
-		var nodes []graph.NodeSnapshot
-		// The services seen lately; a graph window shorter than ten
-		// periods refuses that, and the last period must do.
-		for _, w := range []time.Duration{10 * p.cfg.Every, p.cfg.Every} {
-			if snap, err := g.Snapshot(graph.Query{View: graph.ViewWorkload, Window: w, At: ev.End}); err == nil {
-				nodes = snap.Nodes
-				break
-			}
-		}
-		p.Flush(start, nodes)
+		p.Flush(start, p.ev.e.knownNodes())
 	})
 }
 
 // Flush judges the readings gathered since the last flush as one period
 // starting at t, each pod on the node of nodes it belongs to.
-func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
+func (p *PodResources) Flush(t time.Time, nodes []graph.Node) {
 	p.mu.Lock()
 	pending := p.pending
 	p.pending = make(map[podResKey]*podResAcc, len(pending))
@@ -162,10 +153,7 @@ func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
 		s := NodeSample{Node: n, Instance: k.ns + "/" + k.pod, Type: TypeResource, Direction: 1}
 		switch {
 		case a.nPct > 0:
-			// The share of the limit: comparable across pods and sizes, and
-			// saturation is known without a baseline.
-			s.Metric, s.Unit, s.Value, s.Floor, s.Limit = k.resource, "%", a.pct/float64(a.nPct), 5, p.cfg.Saturation
-			s.Log = k.resource == "cpu"
+			s = LimitShareSample(n, s.Instance, k.resource, a.pct/float64(a.nPct), p.cfg.Saturation)
 		case a.nUsed > 0 && k.resource == "cpu":
 			s.Metric, s.Unit, s.Value, s.Floor, s.Log = "cpu_cores", "cores", a.used/float64(a.nUsed), 0.05, true
 		case a.nUsed > 0:
@@ -182,14 +170,22 @@ func (p *PodResources) Flush(t time.Time, nodes []graph.NodeSnapshot) {
 	p.ev.Observe(t, p.cfg.Every, samples)
 }
 
+// LimitShareSample is a pod's use of resource ("cpu" or "memory") as a
+// percentage of its limit: comparable across pods and sizes, and at
+// saturation (percent, 0 for none) starved whatever its baseline. CPU is
+// compared in log space (it spans magnitudes), memory as is.
+func LimitShareSample(node graph.Node, instance, resource string, pct, saturation float64) NodeSample {
+	return NodeSample{Node: node, Instance: instance, Metric: resource, Value: pct, Unit: "%", Type: TypeResource,
+		Log: resource == "cpu", Direction: 1, Floor: 5, Limit: saturation}
+}
+
 // nodeFinder finds a pod's node among the graph's: the node of its
 // namespace named for the pod's workload (or canonical service), else the
 // only such node without a namespace (services known from traces that
 // carry none), else a workload node of its own.
-func nodeFinder(nodes []graph.NodeSnapshot) func(ns, workload string) graph.Node {
+func nodeFinder(nodes []graph.Node) func(ns, workload string) graph.Node {
 	byName := map[string][]graph.Node{}
-	for i := range nodes {
-		n := nodes[i].Node
+	for _, n := range nodes {
 		byName[n.Workload] = append(byName[n.Workload], n)
 		if n.App != "" && n.App != n.Workload {
 			byName[n.App] = append(byName[n.App], n)

@@ -17,7 +17,7 @@ func TestPodResources(t *testing.T) {
 	reviews := graph.Node{Namespace: "bookinfo", Workload: "reviews-v2", App: "reviews", Version: "v2", Kind: graph.KindWorkload}
 	food := graph.Node{Workload: "ts-food-service", App: "ts-food-service", Kind: graph.KindWorkload} // from traces: no namespace
 	prodWeb := graph.Node{Namespace: "prod", Workload: "web", Kind: graph.KindWorkload}
-	nodes := []graph.NodeSnapshot{{Node: reviews}, {Node: food}, {Node: prodWeb}}
+	nodes := []graph.Node{reviews, food, prodWeb}
 	t0 := time.Date(2025, 11, 3, 10, 0, 0, 0, time.UTC)
 	for _, tc := range []struct {
 		name     string
@@ -152,4 +152,38 @@ func TestPodResourcesForgetsGonePods(t *testing.T) {
 	if n := len(pr.ev.series); n != 1 {
 		t.Errorf("%d series held an hour after cart went, want web's only", n)
 	}
+}
+
+// Live, pods land on the nodes the engine has seen in the graph (with
+// their cluster and every other label), not on a node made up from the
+// pod's name.
+func TestPodResourcesOnEngineNodes(t *testing.T) {
+	eng, _ := play(t, "bookinfo", testConfig(), 3*time.Minute, nil)
+	var want graph.Node
+	for _, n := range eng.knownNodes() {
+		if n.Workload == "reviews-v2" {
+			want = n
+		}
+	}
+	if want.Cluster == "" {
+		t.Fatalf("engine's reviews-v2 node %+v, want one with its cluster", want)
+	}
+	pr, err := NewPodResources(eng, DefaultResourcesConfig())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t0 := time.Date(2025, 11, 3, 10, 0, 0, 0, time.UTC)
+	for i := 0; i < 2; i++ {
+		pr.Add("default", "reviews-v2-5b8d9c7f6d-x7k2p", "cpu", 0.49, 98)
+		pr.Flush(t0.Add(time.Duration(i)*time.Minute), eng.knownNodes())
+	}
+	for _, a := range eng.Anomalies(Filter{State: StateFiring}) {
+		if a.Type == TypeResource {
+			if a.Subject.Node == nil || a.Subject.Node.ID != want.ID() {
+				t.Errorf("resource anomaly on %+v, want %s", a.Subject.Node, want.ID())
+			}
+			return
+		}
+	}
+	t.Error("no resource anomaly fired")
 }

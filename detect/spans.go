@@ -223,6 +223,18 @@ func (w *SpanWindows) Add(spans []TraceSpan) {
 // forgets every window that ends by to: later windows measure later spans,
 // and a child needs its parent only to be counted for it.
 func (w *SpanWindows) Take(from, to time.Time) []OpStat {
+	all, idx := w.take(from, to)
+	if len(idx) == 0 {
+		return nil
+	}
+	// Measured outside the lock: the receivers' taps keep adding meanwhile.
+	return OpStatsOf(all, idx)
+}
+
+// take copies out the spans Take measures (idx: those that start in
+// [from, to); all: with the next window's, where late children start) and
+// forgets the windows that end by to.
+func (w *SpanWindows) take(from, to time.Time) (all []TraceSpan, idx []int) {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	f, t := from.UnixNano(), to.UnixNano()
@@ -234,8 +246,6 @@ func (w *SpanWindows) Take(from, to time.Time) []OpStat {
 		}
 	}
 	slices.Sort(keys)
-	var all []TraceSpan
-	var idx []int
 	for _, k := range keys {
 		ss := w.byWin[k]
 		for i := range ss {
@@ -244,10 +254,6 @@ func (w *SpanWindows) Take(from, to time.Time) []OpStat {
 			}
 		}
 		all = append(all, ss...)
-	}
-	var out []OpStat
-	if len(idx) > 0 {
-		out = OpStatsOf(all, idx)
 	}
 	end := w.win(t)
 	for k, ss := range w.byWin {
@@ -262,7 +268,7 @@ func (w *SpanWindows) Take(from, to time.Time) []OpStat {
 		}
 	}
 	w.done = max(w.done, end)
-	return out
+	return all, idx
 }
 
 // Dropped is how many spans did not fit or came after their window was

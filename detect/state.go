@@ -217,7 +217,12 @@ func (s *Structure) importState(st *StructureState) {
 		if len(s.ops) >= maxOps || !finite(o.N) || o.N < 0 || len(o.Operation) > maxImportKey || len(o.Node.ID()) > maxImportKey {
 			continue
 		}
-		b := &opBase{node: o.Node, op: o.Operation, n: o.N, children: map[string]float64{}}
+		k := opKey(o.Node, o.Operation)
+		if s.ops[k] != nil {
+			continue
+		}
+		b := s.newOp(k, o.Node, o.Operation)
+		b.n = o.N
 		for c, v := range o.Children {
 			if len(b.children) < maxChildKinds && finite(v) && v >= 0 && len(c) <= maxImportKey {
 				b.children[c] = v
@@ -228,18 +233,6 @@ func (s *Structure) importState(st *StructureState) {
 				b.selfLog = append(b.selfLog, v)
 			}
 		}
-		k := opKey(o.Node, o.Operation)
-		if s.ops[k] != nil {
-			continue
-		}
-		s.ops[k] = b
-		id := o.Node.ID()
-		n := s.nodes[id]
-		if n == nil {
-			n = &structNode{}
-			s.nodes[id] = n
-		}
-		n.ops = append(n.ops, k)
 	}
 	for _, ns := range st.Nodes {
 		n := s.nodes[ns.ID]

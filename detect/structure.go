@@ -241,7 +241,7 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 		// What the node usually adds in a window (the upper quartile of
 		// its recent windows, zeros included) is its noise, not a change.
 		ms := sc.ExcessMs
-		if len(n.excess) >= 5 {
+		if len(n.excess) >= minSelfWindows {
 			s.self = append(s.self[:0], n.excess...)
 			slices.Sort(s.self)
 			ms -= quantileSorted(s.self, usualExcessQ)
@@ -380,7 +380,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		k := float64(o.Spans)
 		if !o.Peer.IsZero() && o.SelfMs > 0 && k > 0 {
 			linkMs = append(linkMs, o.SelfMs)
-			if b == nil || b.n < s.cfg.MinBaseline || len(b.selfLog) < 5 {
+			if b == nil || b.n < s.cfg.MinBaseline || len(b.selfLog) < minSelfWindows {
 				fresh = append(fresh, o)
 			}
 		}
@@ -408,7 +408,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		}
 		// Self time against the medians of earlier windows.
 		peer := !o.Peer.IsZero()
-		if o.SelfMs > 0 && len(b.selfLog) >= 5 {
+		if o.SelfMs > 0 && len(b.selfLog) >= minSelfWindows {
 			s.self = append(s.self[:0], b.selfLog...)
 			med, mad := medMAD(s.self)
 			baseMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
@@ -658,14 +658,7 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 			if len(s.ops) >= maxOps {
 				continue // operation names without bound (IDs in them): the first ones are judged
 			}
-			b = &opBase{node: o.Node, op: o.Operation, children: map[string]float64{}}
-			s.ops[k] = b
-			n := s.nodes[id]
-			if n == nil {
-				n = &structNode{}
-				s.nodes[id] = n
-			}
-			n.ops = append(n.ops, k)
+			b = s.newOp(k, o.Node, o.Operation)
 		}
 		if !touched[id] {
 			touched[id] = true
@@ -693,6 +686,21 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 	}
 }
 
+// newOp adds an empty baseline for operation op of node, under key k, to
+// the operations and to its node's.
+func (s *Structure) newOp(k string, node graph.Node, op string) *opBase {
+	b := &opBase{node: node, op: op, children: map[string]float64{}}
+	s.ops[k] = b
+	id := node.ID()
+	n := s.nodes[id]
+	if n == nil {
+		n = &structNode{}
+		s.nodes[id] = n
+	}
+	n.ops = append(n.ops, k)
+	return b
+}
+
 // maxOps bounds the operations with a baseline (and the services with
 // state), maxChildKinds the child kinds of one: live operation names can
 // carry IDs.
@@ -706,5 +714,10 @@ const (
 const usualExcessQ = 0.75
 
 // selfWindows is how many window medians a self-time baseline keeps, and
-// how many windows of added time a node's noise is learned from.
-const selfWindows = 60
+// how many windows of added time a node's noise is learned from;
+// minSelfWindows how many a self time (or a node's noise) needs before it
+// is judged.
+const (
+	selfWindows    = 60
+	minSelfWindows = 5
+)

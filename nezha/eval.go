@@ -124,7 +124,9 @@ type metricSpec struct {
 	log       bool
 	direction int
 	floor     float64
-	limit     float64 // saturation, whatever the baseline
+	// resource, when set, makes the column a pod's use of that resource
+	// as a share of its limit, judged as live serve judges it.
+	resource string
 }
 
 // specs: the pod's own server latency and success rate travel to callers
@@ -135,11 +137,15 @@ type metricSpec struct {
 // requests in a minute's reading, so its p99 is the slowest single request,
 // a GC pause, and spikes on its own).
 var specs = []metricSpec{
-	{col: "CpuUsageRate(%)", name: "cpu", typ: detect.TypeResource, unit: "%", scale: 1, log: true, direction: 1, floor: 5, limit: 90},
-	{col: "MemoryUsageRate(%)", name: "memory", typ: detect.TypeResource, unit: "%", scale: 1, direction: 1, floor: 5, limit: 90},
+	{col: "CpuUsageRate(%)", resource: "cpu"},
+	{col: "MemoryUsageRate(%)", resource: "memory"},
 	{col: "PodServerLatencyP90(s)", name: "server_p90", typ: detect.TypeLatency, unit: "ms", scale: 1000, log: true, direction: 1, floor: 50},
 	{col: "PodSuccessRate(%)", name: "success_rate", typ: detect.TypeErrors, unit: "%", scale: 1, direction: -1, floor: 5},
 }
+
+// saturation is the share of a limit (percent) that is starved whatever
+// the pod's baseline, as in live serve by default.
+var saturation = detect.DefaultResourcesConfig().Saturation
 
 // EvalDay replays a loaded day in virtual time into a fresh graph, detector
 // engine and (in SignalsAll mode) node-metric evidence, and scores every fault.
@@ -235,8 +241,12 @@ func EvalDay(l *Loaded, cfg EvalConfig) (*DayResult, error) {
 					if math.IsNaN(v) {
 						continue
 					}
+					if sp.resource != "" {
+						samples = append(samples, detect.LimitShareSample(n, row.Pod, sp.resource, v, saturation))
+						continue
+					}
 					samples = append(samples, detect.NodeSample{Node: n, Instance: row.Pod, Metric: sp.name, Value: v * sp.scale, Unit: sp.unit,
-						Type: sp.typ, Log: sp.log, Direction: sp.direction, Floor: sp.floor, Limit: sp.limit})
+						Type: sp.typ, Log: sp.log, Direction: sp.direction, Floor: sp.floor})
 				}
 			}
 			if len(samples) > 0 {

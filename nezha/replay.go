@@ -210,7 +210,8 @@ func (l *Loaded) podMetrics(rows []int, at time.Time) pmetric.Metrics {
 		ra.PutStr("k8s.pod.name", row.Pod)
 		ms := rm.ScopeMetrics().AppendEmpty()
 		ms.Scope().SetName("meshlens-nezha-replay")
-		for c, name := range map[int]string{colCPURate: "k8s.pod.cpu_limit_utilization", colMemRate: "k8s.pod.memory_limit_utilization"} {
+		for _, g := range podGauges {
+			c, name := g.col, g.name
 			v := row.Values[c]
 			if math.IsNaN(v) {
 				continue
@@ -226,12 +227,15 @@ func (l *Loaded) podMetrics(rows []int, at time.Time) pmetric.Metrics {
 	return md
 }
 
-// Indexes of the CPU and memory use rates (percent of the limit) in
-// MetricRow.Values.
-var (
-	colCPURate = slices.Index(MetricColumns, "CpuUsageRate(%)")
-	colMemRate = slices.Index(MetricColumns, "MemoryUsageRate(%)")
-)
+// podGauges are the kubeletstats gauges the replay sends, each from its
+// column (a use rate, percent of the limit) of MetricRow.Values.
+var podGauges = []struct {
+	col  int
+	name string
+}{
+	{slices.Index(MetricColumns, "CpuUsageRate(%)"), "k8s.pod.cpu_limit_utilization"},
+	{slices.Index(MetricColumns, "MemoryUsageRate(%)"), "k8s.pod.memory_limit_utilization"},
+}
 
 // marshaler is an OTLP export request.
 type marshaler interface{ MarshalProto() ([]byte, error) }
