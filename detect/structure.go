@@ -128,7 +128,8 @@ type Structure struct {
 	ops   map[string]*opBase
 	nodes map[string]*structNode
 	self  []float64
-	added []windowAdded // per window, the nodes' added time; the last hour
+	added []windowAdded   // per window, the nodes' added time; the last hour
+	slow  map[string]bool // op keys whose self time the last window judged surely slow
 }
 
 type windowAdded struct {
@@ -142,6 +143,7 @@ type opBase struct {
 	n        float64            // decayed span count
 	children map[string]float64 // decayed child counts
 	selfLog  []float64          // recent window medians of log(self ms + floor), bounded
+	slowRun  int                // windows in a row its self time was judged surely slow
 }
 
 type structNode struct {
@@ -150,6 +152,7 @@ type structNode struct {
 	firing       *Anomaly
 	cold, hotRun int
 	excess       []float64 // added time of the node's recent windows
+	pending      []float64 // added time of the current hot run's windows, not yet learned
 }
 
 // NewStructure builds the trace-structure detector of e; it starts nothing.
@@ -157,7 +160,7 @@ func NewStructure(e *Engine, cfg StructureConfig) (*Structure, error) {
 	if p := cfg.Validate(); len(p) > 0 {
 		return nil, fmt.Errorf("detect structure config: %s", strings.Join(p, "; "))
 	}
-	s := &Structure{e: e, cfg: cfg, ops: map[string]*opBase{}, nodes: map[string]*structNode{}}
+	s := &Structure{e: e, cfg: cfg, ops: map[string]*opBase{}, nodes: map[string]*structNode{}, slow: map[string]bool{}}
 	e.mu.Lock()
 	e.structure = s
 	e.mu.Unlock()
@@ -246,10 +249,6 @@ func (s *Structure) record(t time.Time, scores []NodeStructureScore) {
 			slices.Sort(s.self)
 			ms -= quantileSorted(s.self, usualExcessQ)
 		}
-		n.excess = append(n.excess, sc.ExcessMs)
-		if len(n.excess) > selfWindows {
-			n.excess = n.excess[len(n.excess)-selfWindows:]
-		}
 		if ms > 0 {
 			w.nodes = append(w.nodes, NodeAdded{Node: RefOf(sc.Node), Ms: ms})
 		}
@@ -297,6 +296,7 @@ func opKey(n graph.Node, op string) string { return n.ID() + "\x00" + op }
 
 // judge scores each node of the window against the baselines.
 func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
+	clear(s.slow)
 	byNode := map[string]int{}
 	var out []NodeStructureScore
 	var why [][]reason
@@ -431,6 +431,9 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			// Only a sure slowdown adds to the node's excess time: the
 			// jitter of a chronically noisy operation must not pile up.
 			sure := z >= minExcessZ
+			if sure {
+				s.slow[opKey(o.Node, o.Operation)] = true
+			}
 			if !peer {
 				if sure {
 					t := ownOf(o.Node.ID())
@@ -471,6 +474,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			if d < math.Log(crossRatio) || o.SelfMs-refMs < crossMinMs {
 				continue
 			}
+			s.slow[opKey(o.Node, o.Operation)] = true
 			slowLink(o, 2*math.Min(d/spread, 10)*math.Sqrt(k), k*(o.SelfMs-refMs),
 				fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms on the window's links", o.Node.Name(), o.Peer.Name(), o.SelfMs, refMs))
 		}
@@ -573,11 +577,23 @@ func (s *Structure) nodeOf(sc *NodeStructureScore) *structNode {
 	return n
 }
 
+// learnExcess keeps ms among the node's recent added times.
+func (n *structNode) learnExcess(ms float64) {
+	n.excess = append(n.excess, ms)
+	if len(n.excess) > selfWindows {
+		n.excess = n.excess[len(n.excess)-selfWindows:]
+	}
+}
+
 // step fires, updates or resolves the node's structure anomaly.
 func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
 	n := s.nodeOf(sc)
-	if n == nil || !sc.Judged && n.firing == nil {
+	if n == nil {
 		return // no baseline yet
+	}
+	if !sc.Judged && n.firing == nil {
+		n.learnExcess(sc.ExcessMs)
+		return
 	}
 	thr := s.cfg.Threshold
 	if n.judged >= 10 {
@@ -585,11 +601,29 @@ func (s *Structure) step(sc *NodeStructureScore, t, end time.Time) {
 	}
 	hot := sc.Score >= thr
 	n.judged++
-	if hot {
-		n.hot++
+	// A lone hot window is the node's jitter: it raises the threshold and
+	// its added time is usual noise. A run of them is a change, and counts
+	// as neither until it has lasted long enough to be the new normal. A
+	// hot window waits to see which it is.
+	switch {
+	case !hot:
+		if len(n.pending) == 1 {
+			n.hot++
+			n.learnExcess(n.pending[0])
+		}
+		n.pending, n.hotRun = n.pending[:0], 0
+		n.learnExcess(sc.ExcessMs)
+	case n.hotRun+1 >= s.cfg.AdaptAfter:
 		n.hotRun++
-	} else {
-		n.hotRun = 0
+		n.hot += len(n.pending) + 1
+		for _, ms := range n.pending {
+			n.learnExcess(ms)
+		}
+		n.pending = n.pending[:0]
+		n.learnExcess(sc.ExcessMs)
+	default:
+		n.hotRun++
+		n.pending = append(n.pending, sc.ExcessMs)
 	}
 	e := s.e
 	fill := func(a *Anomaly) {
@@ -677,7 +711,17 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 				b.children[c] += float64(v)
 			}
 		}
-		if o.SelfMs > 0 {
+		// A self time judged surely slow is the change, not the baseline,
+		// until it has lasted AdaptAfter windows: otherwise a fault learned
+		// as normal hides the next one on the same service.
+		learnSelf := true
+		if s.slow[k] {
+			b.slowRun++
+			learnSelf = b.slowRun >= s.cfg.AdaptAfter
+		} else {
+			b.slowRun = 0
+		}
+		if o.SelfMs > 0 && learnSelf {
 			b.selfLog = append(b.selfLog, math.Log(o.SelfMs+s.cfg.MinSelfMs))
 			if len(b.selfLog) > selfWindows {
 				b.selfLog = b.selfLog[len(b.selfLog)-selfWindows:]

@@ -173,22 +173,8 @@ func TestStructureResolvesAcrossGaps(t *testing.T) {
 // judged for both ends; the service common to all slow links adds the most
 // time, not its caller (which waits) or its callee (which is fine).
 func TestStructureSlowLinksBlameTheCommonEnd(t *testing.T) {
-	node := func(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
-	gw, travel, basic, seat, station := node("gateway"), node("travel"), node("basic"), node("seat"), node("station")
-	window := func(i int, delayed graph.Node) []OpStat {
-		n := 10 + (i*7)%4
-		link := func(from, to graph.Node, ms float64) OpStat {
-			if from == delayed || to == delayed {
-				ms += 200
-			}
-			return OpStat{Node: from, Operation: "HTTP GET -> " + to.Name(), Spans: n, Children: map[string]int{"call:" + to.Name(): n}, SelfMs: ms, Peer: to}
-		}
-		return []OpStat{
-			{Node: travel, Operation: "/trips/left", Spans: n, SelfMs: 4 + float64(i%3)},
-			{Node: basic, Operation: "/basic/travels", Spans: n, SelfMs: 2 + float64(i%2)},
-			link(gw, travel, 3+float64(i%2)), link(travel, basic, 2.5), link(travel, seat, 2+float64(i%3)/2), link(basic, station, 1.5),
-		}
-	}
+	travel := testNode("travel")
+	window := func(i int, delayed graph.Node) []OpStat { return linkWindow(i, delayed, 200) }
 	_, st := newTestStructure(t)
 	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
 	step := 30 * time.Second
@@ -218,6 +204,91 @@ func TestStructureSlowLinksBlameTheCommonEnd(t *testing.T) {
 	}
 	if got := st.AddedMs(at.Add(time.Minute), at.Add(2*time.Minute), 0); len(got) != 0 {
 		t.Errorf("AddedMs of a later period: %v, want nothing", got)
+	}
+}
+
+func testNode(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
+
+// linkWindow is one window of a small mesh (gateway -> travel, seat;
+// travel -> basic, seat; basic -> station) whose links to and from delayed
+// take delayMs more.
+func linkWindow(i int, delayed graph.Node, delayMs float64) []OpStat {
+	gw, travel, basic, seat, station := testNode("gateway"), testNode("travel"), testNode("basic"), testNode("seat"), testNode("station")
+	n := 10 + (i*7)%4
+	link := func(from, to graph.Node, ms float64) OpStat {
+		if from == delayed || to == delayed {
+			ms += delayMs
+		}
+		return OpStat{Node: from, Operation: "HTTP GET -> " + to.Name(), Spans: n, Children: map[string]int{"call:" + to.Name(): n}, SelfMs: ms, Peer: to}
+	}
+	return []OpStat{
+		{Node: travel, Operation: "/trips/left", Spans: n, SelfMs: 4 + float64(i%3)},
+		{Node: basic, Operation: "/basic/travels", Spans: n, SelfMs: 2 + float64(i%2)},
+		link(gw, travel, 3+float64(i%2)), link(gw, seat, 3), link(travel, basic, 2.5), link(travel, seat, 2+float64(i%3)/2), link(basic, station, 1.5),
+	}
+}
+
+// Fault injections come in runs on one service, with traces only around
+// each (as in the Nezha dataset): the first delay must not become the
+// baseline, the usual noise or a raised threshold that hides the second.
+// The caller's link to the delayed service is its caller's operation, and
+// the caller is not hot, so it is the slow link itself that must not be
+// learned.
+func TestStructureRepeatedFaultOnOneService(t *testing.T) {
+	travel := testNode("travel")
+	eng, st := newTestStructure(t)
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	// 5 normal windows, travel delayed for 8, 2 normal, delayed for 6:
+	// most of what the first run saw was the fault.
+	var at []time.Time
+	i := 0
+	for _, part := range []struct {
+		n       int
+		delayed bool
+	}{{5, false}, {8, true}, {2, false}, {6, true}} {
+		from := t0.Add(time.Duration(i) * step)
+		for range part.n {
+			d := graph.Node{}
+			if part.delayed {
+				d = travel
+			}
+			st.Observe(t0.Add(time.Duration(i)*step), step, linkWindow(i, d, 50))
+			i++
+		}
+		if part.delayed {
+			at = append(at, from)
+		}
+	}
+	fired := map[time.Time]Anomaly{}
+	for _, a := range eng.Anomalies(Filter{}) {
+		if a.Subject.Node != nil && a.Subject.Node.Name == "travel" {
+			fired[a.Since] = a
+		}
+	}
+	for _, since := range at {
+		if _, ok := fired[since]; !ok {
+			t.Fatalf("travel's delay from %s did not fire (fired: %v)", since.Format("15:04:05"), fired)
+		}
+	}
+	again := fired[at[1]]
+	if thr := DefaultStructureConfig().Threshold; again.Baseline != thr {
+		t.Errorf("the second delay fired at threshold %.1f, want the quiet %.1f: one earlier fault is not noise", again.Baseline, thr)
+	}
+	if !strings.Contains(again.Summary, "gateway -> travel") {
+		t.Errorf("the second delay's summary %q does not name the caller's link gateway -> travel", again.Summary)
+	}
+	addedIn := func(from time.Time) float64 {
+		for _, na := range st.AddedMs(from, from.Add(5*step), 0) {
+			if na.Node.Name == "travel" {
+				return na.Ms
+			}
+		}
+		return 0
+	}
+	first, second := addedIn(at[0]), addedIn(at[1])
+	if first <= 0 || second < 0.8*first {
+		t.Errorf("travel added %.0fms in its first delay and %.0fms in its second; want the second as plain as the first", first, second)
 	}
 }
 
