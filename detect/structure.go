@@ -324,6 +324,18 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		}
 		return 0
 	}
+	// endWeight is how much of a slow link's added time between id and
+	// other is id's: the share of id's links that slowed, and for the end
+	// with the smaller share that share again against the other's. The end
+	// common to all the slow links takes the time; a caller that waits on
+	// one of them, little.
+	endWeight := func(id, other string) float64 {
+		a, b := share(id), share(other)
+		if a <= 0 {
+			return 0
+		}
+		return a * a / max(a, b)
+	}
 	// Added own time per node. slowBase/allBase: the baseline own time of
 	// the node's operations that slowed surely, and of all it judged; CPU
 	// starvation slows all of a service's work, a one-off slow call one
@@ -485,11 +497,8 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		}
 	}
 	for _, lt := range linkTimes {
-		// A slow link counts for each end by the share of that end's links
-		// that are slow.
-		for _, id := range []string{lt.a, lt.b} {
-			ownOf(id).excess += lt.excess * share(id)
-		}
+		ownOf(lt.a).excess += lt.excess * endWeight(lt.a, lt.b)
+		ownOf(lt.b).excess += lt.excess * endWeight(lt.b, lt.a)
 	}
 	ids := make([]string, 0, len(gaps))
 	for id, g := range gaps {

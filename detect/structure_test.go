@@ -192,6 +192,20 @@ func TestStructureSlowLinksBlameTheCommonEnd(t *testing.T) {
 			t.Errorf("travel added %.0fms, %s %.0fms; want travel, the end common to every slow link, first (all: %v)", added["travel"], other, added[other], added)
 		}
 	}
+	// A leaf service delayed: its one link is half of its caller's. The
+	// caller waits on that link, it did not slow it: it takes little of
+	// its time.
+	_, st2 := newTestStructure(t)
+	for i := 0; i < 40; i++ {
+		st2.Observe(t0.Add(time.Duration(i)*step), step, linkWindow(i, graph.Node{}, 0))
+	}
+	leaf := map[string]float64{}
+	for _, s := range st2.Observe(at, step, linkWindow(40, testNode("station"), 200)) {
+		leaf[s.Node.Name()] = s.ExcessMs
+	}
+	if leaf["station"] <= 0 || leaf["basic"] > 0.3*leaf["station"] {
+		t.Errorf("station delayed: station added %.0fms, basic (its caller, one slow link of two) %.0fms; want basic under 30%% of station", leaf["station"], leaf["basic"])
+	}
 	// What RankRecent reads: the window, weighed by age.
 	var travelMs float64
 	for _, na := range st.AddedMs(at, at, 5*time.Minute) {
