@@ -128,8 +128,8 @@ type Structure struct {
 	ops   map[string]*opBase
 	nodes map[string]*structNode
 	self  []float64
-	added []windowAdded   // per window, the nodes' added time; the last hour
-	slow  map[string]bool // op keys whose self time the last window judged surely slow
+	added []windowAdded // per window, the nodes' added time; the last hour
+	slow  []bool        // per op of the last window: its self time was judged surely slow
 }
 
 type windowAdded struct {
@@ -160,7 +160,7 @@ func NewStructure(e *Engine, cfg StructureConfig) (*Structure, error) {
 	if p := cfg.Validate(); len(p) > 0 {
 		return nil, fmt.Errorf("detect structure config: %s", strings.Join(p, "; "))
 	}
-	s := &Structure{e: e, cfg: cfg, ops: map[string]*opBase{}, nodes: map[string]*structNode{}, slow: map[string]bool{}}
+	s := &Structure{e: e, cfg: cfg, ops: map[string]*opBase{}, nodes: map[string]*structNode{}}
 	e.mu.Lock()
 	e.structure = s
 	e.mu.Unlock()
@@ -296,6 +296,7 @@ func opKey(n graph.Node, op string) string { return n.ID() + "\x00" + op }
 
 // judge scores each node of the window against the baselines.
 func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
+	s.slow = slices.Grow(s.slow[:0], len(ops))[:len(ops)]
 	clear(s.slow)
 	byNode := map[string]int{}
 	var out []NodeStructureScore
@@ -384,7 +385,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// Every link's network time in the window, and the links that have no
 	// baseline of their own yet: those are judged against the others.
 	var linkMs []float64
-	var fresh []*OpStat
+	var fresh []int // indexes into ops
 	for i := range ops {
 		o := &ops[i]
 		add(o.Node, reason{})
@@ -393,7 +394,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		if !o.Peer.IsZero() && o.SelfMs > 0 && k > 0 {
 			linkMs = append(linkMs, o.SelfMs)
 			if b == nil || b.n < s.cfg.MinBaseline || len(b.selfLog) < minSelfWindows {
-				fresh = append(fresh, o)
+				fresh = append(fresh, i)
 			}
 		}
 		if b == nil || b.n < s.cfg.MinBaseline || k <= 0 {
@@ -444,7 +445,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			// jitter of a chronically noisy operation must not pile up.
 			sure := z >= minExcessZ
 			if sure {
-				s.slow[opKey(o.Node, o.Operation)] = true
+				s.slow[i] = true
 			}
 			if !peer {
 				if sure {
@@ -475,7 +476,8 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		med, mad := medMAD(s.self)
 		refMs := math.Max(math.Exp(med)-s.cfg.MinSelfMs, 0)
 		spread := math.Max(1.4826*mad, crossSpreadFloor)
-		for _, o := range fresh {
+		for _, i := range fresh {
+			o := &ops[i]
 			k := float64(o.Spans)
 			if k < minCrossSpans {
 				continue
@@ -486,7 +488,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			if d < math.Log(crossRatio) || o.SelfMs-refMs < crossMinMs {
 				continue
 			}
-			s.slow[opKey(o.Node, o.Operation)] = true
+			s.slow[i] = true
 			slowLink(o, 2*math.Min(d/spread, 10)*math.Sqrt(k), k*(o.SelfMs-refMs),
 				fmt.Sprintf("%s -> %s: network time %.3gms vs %.3gms on the window's links", o.Node.Name(), o.Peer.Name(), o.SelfMs, refMs))
 		}
@@ -724,7 +726,7 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 		// until it has lasted AdaptAfter windows: otherwise a fault learned
 		// as normal hides the next one on the same service.
 		learnSelf := true
-		if s.slow[k] {
+		if s.slow[i] {
 			b.slowRun++
 			learnSelf = b.slowRun >= s.cfg.AdaptAfter
 		} else {

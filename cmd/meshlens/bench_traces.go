@@ -198,21 +198,8 @@ func benchRequests(nTraces, tracesPerReq int) ([][]byte, int) {
 			start := base + uint64(t)*1e6
 			add := func(svc string, parent pcommon.SpanID, kind ptrace.SpanKind, name string, off, dur uint64, attrs func(pcommon.Map)) pcommon.SpanID {
 				next++
-				var sid [8]byte
-				binary.BigEndian.PutUint64(sid[:], next|uint64(t)<<16)
-				s := ss[svc].AppendEmpty()
-				s.SetTraceID(tid)
-				s.SetSpanID(sid)
-				s.SetParentSpanID(parent)
-				s.SetKind(kind)
-				s.SetName(name)
-				s.SetStartTimestamp(pcommon.Timestamp(start + off))
-				s.SetEndTimestamp(pcommon.Timestamp(start + off + dur))
-				if attrs != nil {
-					attrs(s.Attributes())
-				}
 				total++
-				return sid
+				return putSpan(ss[svc], tid, next|uint64(t)<<16, parent, kind, name, start+off, start+off+dur, attrs)
 			}
 			hotrodTrace(add)
 		}

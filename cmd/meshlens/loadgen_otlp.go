@@ -63,20 +63,8 @@ func otlpTemplate(ns string, n int) (body []byte, off []uint64, spans int, err e
 		var next uint64
 		add := func(svc string, parent pcommon.SpanID, kind ptrace.SpanKind, name string, at, dur uint64, attrs func(pcommon.Map)) pcommon.SpanID {
 			next++
-			var sid [8]byte
-			binary.BigEndian.PutUint64(sid[:], next|uint64(t)<<16)
-			s := ss[svc].AppendEmpty()
-			s.SetTraceID(tid)
-			s.SetSpanID(sid)
-			s.SetParentSpanID(parent)
-			s.SetKind(kind)
-			s.SetName(name)
-			s.SetStartTimestamp(pcommon.Timestamp(otlpTimeMark + uint64(len(off))))
-			s.SetEndTimestamp(pcommon.Timestamp(otlpTimeMark + uint64(len(off)+1)))
+			sid := putSpan(ss[svc], tid, next|uint64(t)<<16, parent, kind, name, otlpTimeMark+uint64(len(off)), otlpTimeMark+uint64(len(off)+1), attrs)
 			off = append(off, at, at+dur)
-			if attrs != nil {
-				attrs(s.Attributes())
-			}
 			spans++
 			return sid
 		}
@@ -264,4 +252,23 @@ func loadgenOTLP(ctx context.Context, args []string) error {
 		"retried": st.retried, "failed": st.failed, "lastError": st.lastErr, "spansAcked": st.spansAcked,
 		"spansRejected": st.rejected, "seconds": math.Round(secs*10) / 10, "spansPerSec": math.Round(float64(st.spansAcked) / secs),
 		"p50ms": p50, "p99ms": p99, "maxms": mx, "cpuSeconds": cpuSeconds(), "expectedGraphRequests": st.tracesAcked * otlpCallsPerTrace})
+}
+
+// putSpan appends one span of trace tid to ss, with span ID id, and
+// returns that ID.
+func putSpan(ss ptrace.SpanSlice, tid [16]byte, id uint64, parent pcommon.SpanID, kind ptrace.SpanKind, name string, start, end uint64, attrs func(pcommon.Map)) pcommon.SpanID {
+	var sid [8]byte
+	binary.BigEndian.PutUint64(sid[:], id)
+	s := ss.AppendEmpty()
+	s.SetTraceID(tid)
+	s.SetSpanID(sid)
+	s.SetParentSpanID(parent)
+	s.SetKind(kind)
+	s.SetName(name)
+	s.SetStartTimestamp(pcommon.Timestamp(start))
+	s.SetEndTimestamp(pcommon.Timestamp(end))
+	if attrs != nil {
+		attrs(s.Attributes())
+	}
+	return sid
 }
