@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/meshlens/meshlens/nezha"
@@ -19,8 +20,9 @@ func evalNezha(args []string) error {
 	signals := fs.String("signals", "both", "traces (mesh view only), all (traces + pod metrics) or both")
 	rank := fs.String("rank", "pooled", "root-cause ranking scored: recent (the incident's recent anomalies, noisy services discounted), pooled (every recent anomaly, across incidents) or incident (the incident's own ranking)")
 	structure := fs.Bool("structure", true, "add trace-structure evidence (calls per span of each operation, self time)")
-	synthetic := fs.String("synthetic", "", "move every labelled fault onto a seeded pod as a synthetic fault rewritten into the real spans: network_delay:DURATION or cpu_contention:FACTOR")
+	synthetic := fs.String("synthetic", "", "move every labelled fault onto a seeded pod as a synthetic fault rewritten into the real spans: network_delay:DURATION or cpu_contention:FACTOR; with --seeds, a comma list of them")
 	seed := fs.Uint64("seed", 1, "seed of the synthetic faults' pods")
+	seeds := fs.String("seeds", "", "run the --synthetic faults under several seeds (N for 1..N, A-B or a comma list) and print only their summed table")
 	perFault := fs.Bool("synthetic-per-fault", false, "pick a new synthetic pod for every fault (default: a run of faults on one labelled pod stays on one synthetic pod, as the dataset injects)")
 	explain := fs.Int("explain", 0, "print under each fault the first N root causes of its ranking, with scores and explanations")
 	recent := fs.Duration("recent", 0, "rank the anomalies fired this long before scoring time (0: the default)")
@@ -38,6 +40,9 @@ func evalNezha(args []string) error {
 		modes = []string{*signals}
 	default:
 		return fmt.Errorf("eval nezha: --signals %q: want traces, all or both", *signals)
+	}
+	if *seeds != "" {
+		return syntheticSuite(*dir, *synthetic, *seeds, modes, *perFault, *structure)
 	}
 	var syn *nezha.SyntheticSpec
 	if *synthetic != "" {
@@ -102,6 +107,52 @@ func evalNezha(args []string) error {
 		nezha.WriteSignal(os.Stdout, l.Day.Name, nezha.TraceSignal(l))
 	}
 	fmt.Printf("\npaper (Nezha, Train Ticket, metrics+traces+logs): top1=0.867 top3=0.978; whole run %s\n", time.Since(began).Round(time.Millisecond))
+	return nil
+}
+
+// syntheticSuite runs `eval nezha --synthetic K1,K2 --seeds N`: every kind
+// under every seed, summed per kind.
+func syntheticSuite(dir, kinds, seedList string, modes []string, perFault, structure bool) error {
+	if kinds == "" {
+		return errors.New("eval nezha: --seeds needs --synthetic KIND:SIZE[,KIND:SIZE...]")
+	}
+	seeds, err := nezha.ParseSeeds(seedList)
+	if err != nil {
+		return fmt.Errorf("eval nezha: --seeds: %w", err)
+	}
+	specs := strings.Split(kinds, ",")
+	for _, s := range specs {
+		if _, err := nezha.ParseSynthetic(s, 1); err != nil {
+			return fmt.Errorf("eval nezha: --synthetic: %w", err)
+		}
+	}
+	days, err := nezha.FindDays(dir)
+	if err != nil {
+		return err
+	}
+	began := time.Now()
+	var loaded []*nezha.Loaded
+	for _, d := range days {
+		l, err := nezha.Load(d)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "eval nezha: day %s skipped: %v\n", d.Name, err)
+			continue
+		}
+		loaded = append(loaded, l)
+	}
+	if len(loaded) == 0 {
+		return fmt.Errorf("eval nezha: no readable day under %s", dir)
+	}
+	for _, mode := range modes {
+		cfg := nezha.DefaultEvalConfig(mode)
+		cfg.Structure = structure
+		rows, err := nezha.RunSuite(loaded, specs, seeds, perFault, cfg)
+		if err != nil {
+			return fmt.Errorf("eval nezha: %w", err)
+		}
+		nezha.WriteSuite(os.Stdout, mode, rows)
+	}
+	fmt.Printf("whole run %s\n", time.Since(began).Round(time.Millisecond))
 	return nil
 }
 
