@@ -224,7 +224,7 @@ func (e *Engine) rankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		best, sum  float64
 		top        *Anomaly
 		since      time.Time
-		prop       bool
+		prop, src  bool
 		ids        []string
 		rate       float64 // base rate of the top anomaly's signal
 		discounted bool
@@ -269,6 +269,7 @@ func (e *Engine) rankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 				n.since = a.Since
 			}
 			n.prop = n.prop || propagating(a.Type)
+			n.src = n.src || ownDoing(a.Type)
 			n.ids = append(n.ids, a.ID)
 		}
 	}
@@ -306,7 +307,7 @@ func (e *Engine) rankRecent(incidentID string, at time.Time, cfg RecentRankConfi
 		if n.top != nil {
 			sc = n.best + 0.25*n.sum
 		}
-		in = append(in, NodeScore{ID: id, Score: sc, Since: n.since, Propagating: n.prop})
+		in = append(in, NodeScore{ID: id, Score: sc, Since: n.since, Propagating: n.prop, Source: n.src})
 	}
 	callees := map[string][]string{}
 	for _, ks := range e.known {

@@ -173,6 +173,12 @@ func TestRankRoots(t *testing.T) {
 		{"leaf fault", []NodeScore{{ID: "gw", Score: 5, Propagating: true}, {ID: "front", Score: 6, Propagating: true}, {ID: "mid", Score: 6, Propagating: true}, {ID: "leaf", Score: 7, Propagating: true}}, "leaf"},
 		{"mid fault", []NodeScore{{ID: "front", Score: 4, Propagating: true}, {ID: "mid", Score: 8, Propagating: true}, {ID: "leaf", Score: 0, Propagating: true}}, "mid"},
 		{"surge caller not explained", []NodeScore{{ID: "front", Score: 9, Propagating: false}, {ID: "mid", Score: 3, Propagating: true}}, "front"},
+		// mid's own work slowed (no latency anomaly of its own): it
+		// explains front's latency, and the stronger front is no root.
+		{"own work explains callers", []NodeScore{{ID: "front", Score: 9, Propagating: true}, {ID: "mid", Score: 6, Source: true}}, "mid"},
+		// ...but nothing explains own work away: a noisy callee's latency
+		// does not discount mid's starved CPU.
+		{"own work not explained", []NodeScore{{ID: "mid", Score: 6, Source: true}, {ID: "leaf", Score: 5, Propagating: true}}, "mid"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -77,6 +77,12 @@ func opens(g []*Anomaly) bool {
 	return false
 }
 
+// ownDoing: anomaly types measured net of the service's callees (its
+// resource use, its own work): a cause, never a consequence of a callee.
+func ownDoing(t string) bool {
+	return t == TypeResource || t == TypeNodeMetric
+}
+
 func propagating(t string) bool {
 	return t == TypeLatency || t == TypeErrors || t == TypeBadVersion
 }
@@ -255,6 +261,7 @@ func (e *Engine) rank(inc *Incident, g []*Anomaly) {
 		sum   float64
 		since time.Time
 		prop  bool
+		src   bool
 		ids   []string
 	}
 	nodes := map[string]*acc{}
@@ -285,6 +292,7 @@ func (e *Engine) rank(inc *Incident, g []*Anomaly) {
 				n.since = a.Since
 			}
 			n.prop = n.prop || propagating(a.Type)
+			n.src = n.src || ownDoing(a.Type)
 			n.ids = append(n.ids, a.ID)
 		}
 		for _, id := range a.Subject.Nodes() {
@@ -297,7 +305,7 @@ func (e *Engine) rank(inc *Incident, g []*Anomaly) {
 	var in []NodeScore
 	for _, id := range order {
 		n := nodes[id]
-		in = append(in, NodeScore{ID: id, Score: n.score + 0.25*n.sum, Since: n.since, Propagating: n.prop})
+		in = append(in, NodeScore{ID: id, Score: n.score + 0.25*n.sum, Since: n.since, Propagating: n.prop, Source: n.src})
 	}
 	callees := map[string][]string{}
 	for _, ks := range e.known {

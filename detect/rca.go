@@ -12,6 +12,10 @@ type NodeScore struct {
 	Score       float64   // strength of the node's own anomalies (> 0 = anomalous)
 	Since       time.Time // earliest of its anomalies
 	Propagating bool      // its anomalies are of kinds that travel from callee to caller (latency, errors)
+	// Source: it has anomalies of its own doing (resource use, its own
+	// work's time): they slow its callers, so they explain the callers'
+	// latency, while no callee explains them.
+	Source bool
 }
 
 // Ranked is one node of a ranking.
@@ -39,7 +43,7 @@ func RankRoots(nodes []NodeScore, callees func(id string) []string) []Ranked {
 			best := 0.0
 			for _, c := range callees(n.ID) {
 				cs := byID[c]
-				if cs == nil || c == n.ID || cs.Score <= 0 || !cs.Propagating {
+				if cs == nil || c == n.ID || cs.Score <= 0 || !cs.Propagating && !cs.Source {
 					continue
 				}
 				if cs.Score > best || (cs.Score == best && c < r.ExplainedBy) {

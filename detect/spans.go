@@ -27,6 +27,9 @@ type spanShape struct {
 	selfMs   float64
 	peer     graph.Node // the service of the first child, when it is another one; zero once mixed
 	mixed    bool       // calls more than one service or does work of its own
+	// first and last: the earliest start and latest end of its children
+	// in other services, for the request and response legs of a link.
+	first, last int64
 }
 
 // shapeIndex keys a span by trace and ID.
@@ -59,6 +62,10 @@ func shapes(spans []TraceSpan, want []int) []spanShape {
 		kind := "op:" + c.Operation
 		if spans[want[k]].Node != c.Node {
 			kind = "call:" + c.Node.Name()
+			if sh.first == 0 || c.Start < sh.first {
+				sh.first = c.Start
+			}
+			sh.last = max(sh.last, c.End)
 			if len(sh.children) == 0 {
 				sh.peer = c.Node
 			} else if sh.peer != c.Node {
@@ -95,8 +102,9 @@ func OpStatsOf(spans []TraceSpan, idx []int) []OpStat {
 		peer graph.Node
 	}
 	type acc struct {
-		st   OpStat
-		self []float64
+		st        OpStat
+		self      []float64
+		req, resp []float64
 	}
 	byOp := map[key]*acc{}
 	var order []key
@@ -118,12 +126,22 @@ func OpStatsOf(spans []TraceSpan, idx []int) []OpStat {
 			a.st.Children[c] += v
 		}
 		a.self = append(a.self, h.selfMs)
+		if !h.peer.IsZero() && h.first != 0 {
+			a.req = append(a.req, float64(h.first-s.Start)/1e6)
+			a.resp = append(a.resp, float64(s.End-h.last)/1e6)
+		}
 	}
 	out := make([]OpStat, 0, len(order))
 	for _, k := range order {
 		a := byOp[k]
 		slices.Sort(a.self)
 		a.st.SelfMs = a.self[len(a.self)/2]
+		a.st.ReqMs, a.st.RespMs = math.NaN(), math.NaN()
+		if len(a.req) > 0 {
+			slices.Sort(a.req)
+			slices.Sort(a.resp)
+			a.st.ReqMs, a.st.RespMs = a.req[len(a.req)/2], a.resp[len(a.resp)/2]
+		}
 		out = append(out, a.st)
 	}
 	return out

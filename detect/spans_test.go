@@ -2,6 +2,7 @@ package detect
 
 import (
 	"encoding/json"
+	"math"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -187,5 +188,35 @@ func TestStructureAttachAndSuspects(t *testing.T) {
 	eng.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/api/v1/suspects?window=forever", nil))
 	if rec.Code != http.StatusBadRequest || !strings.Contains(rec.Body.String(), "window") {
 		t.Errorf("bad window: %d %s, want 400 naming the window", rec.Code, rec.Body.String())
+	}
+}
+
+// A link's network time splits into the request leg (client start to the
+// callee's start) and the response leg (callee's end to client end).
+func TestOpStatsLegs(t *testing.T) {
+	basic, station := graph.Node{Workload: "basic"}, graph.Node{Workload: "station"}
+	ms := func(v int) int64 { return int64(v) * int64(time.Millisecond) }
+	var spans []TraceSpan
+	var idx []int
+	// client (req, resp) legs: (10, 10), (5, 40), (20, 30)
+	for i, leg := range [][2]int{{10, 10}, {5, 40}, {20, 30}} {
+		var tr [16]byte
+		tr[0] = byte(i + 1)
+		c := TraceSpan{Trace: tr, ID: [8]byte{1}, Node: basic, Operation: "HTTP GET", Start: 0, End: ms(100)}
+		s := TraceSpan{Trace: tr, ID: [8]byte{2}, Parent: [8]byte{1}, Node: station, Operation: "/stations", Start: ms(leg[0]), End: ms(100 - leg[1])}
+		idx = append(idx, len(spans))
+		spans = append(spans, c, s)
+	}
+	stats := OpStatsOf(spans, idx)
+	if len(stats) != 1 || stats[0].Peer != station {
+		t.Fatalf("stats = %+v, want one link to station", stats)
+	}
+	if st := stats[0]; st.ReqMs != 10 || st.RespMs != 30 || st.SelfMs != 45 {
+		t.Errorf("req %.1f resp %.1f self %.1f ms, want medians 10, 30, 45", st.ReqMs, st.RespMs, st.SelfMs)
+	}
+	// An operation doing its own work has no legs.
+	own := OpStatsOf(spans, []int{1})
+	if len(own) != 1 || !math.IsNaN(own[0].ReqMs) || !math.IsNaN(own[0].RespMs) {
+		t.Errorf("server span stats %+v, want NaN legs", own)
 	}
 }

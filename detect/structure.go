@@ -31,6 +31,13 @@ type OpStat struct {
 	// link's network time, which either end's network can stretch, so a
 	// change is judged for both ends.
 	Peer graph.Node
+	// ReqMs and RespMs split a link's network time (medians; NaN, or both
+	// 0, when unknown): from the client span's start to its callee's, and
+	// from the callee's end to the client span's. A pod whose egress is delayed
+	// stretches the response leg of the calls it answers and the request
+	// leg of those it makes; a CPU-starved pod queues the requests it gets
+	// (their request leg) and reads its responses late (response leg).
+	ReqMs, RespMs float64
 }
 
 // StructureConfig tunes the trace-structure detector.
@@ -307,6 +314,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	type links struct {
 		node         graph.Node
 		judged, slow int
+		sent         int // slow links whose slow leg this node sent
 		rs           []reason
 	}
 	gaps := map[string]*links{}
@@ -354,15 +362,29 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// Sure slow links' added time, shared by the two ends once every
 	// link of the window is judged.
 	type linkTime struct {
-		a, b   string
+		a, b   string // caller, callee
 		excess float64
+		req    float64 // the request leg's part of the network time; NaN when unknown
 	}
 	var linkTimes []linkTime
 	// slowLink counts a slow link for both its ends; excessMs > 0 when it
 	// is sure enough to add time.
 	slowLink := func(o *OpStat, score, excessMs float64, text string) {
 		if excessMs > 0 {
-			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), excessMs})
+			req := math.NaN()
+			if r, p := math.Max(o.ReqMs, 0), math.Max(o.RespMs, 0); r+p > 0 {
+				req = r / (r + p)
+			}
+			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), excessMs, req})
+			switch {
+			case math.IsNaN(req): // either end may have sent it
+				gapOf(o.Node).sent++
+				gapOf(o.Peer).sent++
+			case req >= 0.5:
+				gapOf(o.Node).sent++
+			default:
+				gapOf(o.Peer).sent++
+			}
 		}
 		for _, n := range []graph.Node{o.Node, o.Peer} {
 			g := gapOf(n)
@@ -498,9 +520,37 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			t.excess *= math.Min(t.slowBase/t.allBase, 1)
 		}
 	}
+	// A slow leg is the sending end's delay unless the receiving end's own
+	// work slowed too (a starved pod queues requests and reads responses
+	// late): then the ends' shares of slow links decide, as they do when
+	// the legs are unknown.
+	busy := map[string]bool{}
+	for id, t := range own {
+		busy[id] = t.excess > 0
+	}
+	// sentShare: the part of a node's links whose slow leg it sent.
+	sentShare := func(id string) float64 {
+		if g := gaps[id]; g != nil && g.judged > 0 {
+			return float64(g.sent) / float64(g.judged)
+		}
+		return 0
+	}
 	for _, lt := range linkTimes {
-		ownOf(lt.a).excess += lt.excess * endWeight(lt.a, lt.b)
-		ownOf(lt.b).excess += lt.excess * endWeight(lt.b, lt.a)
+		wa, wb := endWeight(lt.a, lt.b), endWeight(lt.b, lt.a)
+		if math.IsNaN(lt.req) {
+			ownOf(lt.a).excess += lt.excess * wa
+			ownOf(lt.b).excess += lt.excess * wb
+			continue
+		}
+		req, resp := lt.excess*lt.req, lt.excess*(1-lt.req)
+		ownOf(lt.a).excess += req * sentShare(lt.a)
+		ownOf(lt.b).excess += resp * sentShare(lt.b)
+		if busy[lt.b] {
+			ownOf(lt.b).excess += req * wb
+		}
+		if busy[lt.a] {
+			ownOf(lt.a).excess += resp * wa
+		}
 	}
 	ids := make([]string, 0, len(gaps))
 	for id, g := range gaps {
@@ -511,8 +561,12 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	slices.Sort(ids)
 	for _, id := range ids {
 		g := gaps[id]
+		w := sentShare(id)
+		if busy[id] {
+			w = share(id)
+		}
 		for _, r := range g.rs {
-			add(g.node, reason{r.score * share(id), r.text})
+			add(g.node, reason{r.score * w, r.text})
 		}
 		out[byNode[id]].Judged = true
 	}

@@ -221,19 +221,65 @@ func TestStructureSlowLinksBlameTheCommonEnd(t *testing.T) {
 	}
 }
 
+// A slow leg is its sender's: a delayed basic stretches the request leg of
+// its call to station, a leaf whose only link that is; station sent
+// nothing slow and takes none of it (by shares alone both ends of that link
+// had every link slow). A CPU-starved station queues basic's requests (the
+// same leg) while its own work slows: then it is the busy end that takes it.
+func TestStructureSlowLegBlamesItsSender(t *testing.T) {
+	basic, station := testNode("basic"), testNode("station")
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	withStation := func(i int, ops []OpStat, selfMs, queueMs float64) []OpStat {
+		for j := range ops {
+			if ops[j].Node == basic && ops[j].Peer == station {
+				ops[j].ReqMs += queueMs
+				ops[j].SelfMs += queueMs
+			}
+		}
+		return append(ops, OpStat{Node: station, Operation: "/stations", Spans: ops[0].Spans, SelfMs: selfMs + float64(i%2)/2})
+	}
+	run := func(last []OpStat) map[string]float64 {
+		_, st := newTestStructure(t)
+		for i := 0; i < 40; i++ {
+			st.Observe(t0.Add(time.Duration(i)*step), step, withStation(i, linkWindow(i, graph.Node{}, 0), 2, 0))
+		}
+		added := map[string]float64{}
+		for _, s := range st.Observe(t0.Add(40*step), step, last) {
+			added[s.Node.Name()] = s.ExcessMs
+		}
+		return added
+	}
+	delay := run(withStation(40, linkWindow(40, basic, 200), 2, 0))
+	if delay["basic"] <= 0 || delay["station"] > 0.1*delay["basic"] || delay["travel"] > 0.3*delay["basic"] {
+		t.Errorf("basic's egress delayed: basic added %.0fms, station %.0fms, travel %.0fms; want station under 10%% and travel under 30%% of basic",
+			delay["basic"], delay["station"], delay["travel"])
+	}
+	cpu := run(withStation(40, linkWindow(40, graph.Node{}, 0), 40, 30))
+	if cpu["station"] <= 0 || cpu["basic"] > 0.3*cpu["station"] {
+		t.Errorf("station starved: station added %.0fms, basic %.0fms; want basic under 30%% of station", cpu["station"], cpu["basic"])
+	}
+}
+
 func testNode(n string) graph.Node { return graph.Node{Workload: n, App: n, Kind: graph.KindWorkload} }
 
 // linkWindow is one window of a small mesh (gateway -> travel, seat;
 // travel -> basic, seat; basic -> station) whose links to and from delayed
-// take delayMs more.
+// take delayMs more: delayed's egress is slow, so the request legs of the
+// calls it makes and the response legs of those it answers.
 func linkWindow(i int, delayed graph.Node, delayMs float64) []OpStat {
 	gw, travel, basic, seat, station := testNode("gateway"), testNode("travel"), testNode("basic"), testNode("seat"), testNode("station")
 	n := 10 + (i*7)%4
 	link := func(from, to graph.Node, ms float64) OpStat {
-		if from == delayed || to == delayed {
-			ms += delayMs
+		req, resp := 0.6*ms, 0.4*ms
+		switch delayed {
+		case from:
+			req += delayMs
+		case to:
+			resp += delayMs
 		}
-		return OpStat{Node: from, Operation: "HTTP GET -> " + to.Name(), Spans: n, Children: map[string]int{"call:" + to.Name(): n}, SelfMs: ms, Peer: to}
+		return OpStat{Node: from, Operation: "HTTP GET -> " + to.Name(), Spans: n, Children: map[string]int{"call:" + to.Name(): n},
+			SelfMs: req + resp, ReqMs: req, RespMs: resp, Peer: to}
 	}
 	return []OpStat{
 		{Node: travel, Operation: "/trips/left", Spans: n, SelfMs: 4 + float64(i%3)},
