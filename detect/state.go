@@ -185,6 +185,7 @@ type StructOpState struct {
 	N         float64            `json:"n"`
 	Children  map[string]float64 `json:"children,omitempty"`
 	SelfLog   []float64          `json:"selfLog,omitempty"` // log(ms + minSelfMs) of recent windows
+	Legs      [][2]float64       `json:"legs,omitempty"`    // a link's request and response legs (ms) of recent windows
 }
 
 // StructNodeState is one service's structure history.
@@ -199,7 +200,7 @@ type StructNodeState struct {
 func (s *Structure) exportState() *StructureState {
 	st := &StructureState{}
 	for _, b := range s.ops {
-		st.Ops = append(st.Ops, StructOpState{Node: b.node, Operation: b.op, N: b.n, Children: maps.Clone(b.children), SelfLog: slices.Clone(b.selfLog)})
+		st.Ops = append(st.Ops, StructOpState{Node: b.node, Operation: b.op, N: b.n, Children: maps.Clone(b.children), SelfLog: slices.Clone(b.selfLog), Legs: slices.Clone(b.legs)})
 	}
 	for id, n := range s.nodes {
 		st.Nodes = append(st.Nodes, StructNodeState{ID: id, Judged: n.judged, Hot: n.hot, Excess: slices.Clone(n.excess)})
@@ -233,6 +234,11 @@ func (s *Structure) importState(st *StructureState) {
 				b.selfLog = append(b.selfLog, v)
 			}
 		}
+		for _, v := range lastN(o.Legs, selfWindows) {
+			if finite(v[0]) && finite(v[1]) {
+				b.legs = append(b.legs, v)
+			}
+		}
 	}
 	for _, ns := range st.Nodes {
 		n := s.nodes[ns.ID]
@@ -253,7 +259,7 @@ func (s *Structure) importState(st *StructureState) {
 const maxImportKey = 4096
 
 // lastN is the last n elements of xs.
-func lastN(xs []float64, n int) []float64 {
+func lastN[T any](xs []T, n int) []T {
 	if len(xs) > n {
 		return xs[len(xs)-n:]
 	}

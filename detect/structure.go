@@ -150,6 +150,7 @@ type opBase struct {
 	n        float64            // decayed span count
 	children map[string]float64 // decayed child counts
 	selfLog  []float64          // recent window medians of log(self ms + floor), bounded
+	legs     [][2]float64       // a link's recent window medians of its request and response legs (ms), bounded
 	slowRun  int                // windows in a row its self time was judged surely slow
 }
 
@@ -315,7 +316,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 		node         graph.Node
 		judged, slow int
 		sent         int // slow links whose slow leg this node sent
-		rs           []reason
+		rs           []linkReason
 	}
 	gaps := map[string]*links{}
 	gapOf := func(n graph.Node) *links {
@@ -370,11 +371,8 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// slowLink counts a slow link for both its ends; excessMs > 0 when it
 	// is sure enough to add time.
 	slowLink := func(o *OpStat, score, excessMs float64, text string) {
+		req := s.reqPart(o)
 		if excessMs > 0 {
-			req := math.NaN()
-			if r, p := math.Max(o.ReqMs, 0), math.Max(o.RespMs, 0); r+p > 0 {
-				req = r / (r + p)
-			}
 			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), excessMs, req})
 			switch {
 			case math.IsNaN(req): // either end may have sent it
@@ -386,10 +384,17 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 				gapOf(o.Peer).sent++
 			}
 		}
-		for _, n := range []graph.Node{o.Node, o.Peer} {
+		for k, n := range []graph.Node{o.Node, o.Peer} {
 			g := gapOf(n)
 			g.slow++
-			g.rs = append(g.rs, reason{score / 2, text})
+			role := legUnknown
+			if !math.IsNaN(req) {
+				role = legReceived
+				if (k == 0) == (req >= 0.5) {
+					role = legSent
+				}
+			}
+			g.rs = append(g.rs, linkReason{reason{score, text}, role})
 		}
 	}
 	add := func(n graph.Node, r reason) {
@@ -566,7 +571,20 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 			w = share(id)
 		}
 		for _, r := range g.rs {
-			add(g.node, reason{r.score * w, r.text})
+			// A leg's sender is known: it takes the link's whole score; a
+			// receiver only when busy; either end of a link with unknown
+			// legs half.
+			sc := r.score / 2 * w
+			switch r.role {
+			case legSent:
+				sc = r.score * sentShare(id)
+			case legReceived:
+				sc = 0
+				if busy[id] {
+					sc = r.score / 2 * share(id)
+				}
+			}
+			add(g.node, reason{sc, r.text})
 		}
 		out[byNode[id]].Judged = true
 	}
@@ -588,6 +606,50 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	}
 	return out
 }
+
+// reqPart is the part of a slow link's network time that its request leg
+// added: each leg against its own baseline when the link has one (so a
+// steady clock skew between the pods cancels out), else the legs as they
+// are. NaN when the legs are unknown.
+func (s *Structure) reqPart(o *OpStat) float64 {
+	r, p := o.ReqMs, o.RespMs
+	if !finite(r) || !finite(p) || r+p == 0 {
+		return math.NaN()
+	}
+	if b := s.ops[opKey(o.Node, o.Operation)]; b != nil && len(b.legs) >= minSelfWindows {
+		s.self = s.self[:0]
+		for _, l := range b.legs {
+			s.self = append(s.self, l[0])
+		}
+		br, _ := medMAD(s.self)
+		s.self = s.self[:0]
+		for _, l := range b.legs {
+			s.self = append(s.self, l[1])
+		}
+		bp, _ := medMAD(s.self)
+		if er, ep := math.Max(r-br, 0), math.Max(p-bp, 0); er+ep > 0 {
+			return er / (er + ep)
+		}
+	}
+	r, p = math.Max(r, 0), math.Max(p, 0)
+	if r+p <= 0 {
+		return math.NaN()
+	}
+	return r / (r + p)
+}
+
+// linkReason is a slow link's evidence for one of its ends, with that
+// end's part in the slow leg.
+type linkReason struct {
+	reason
+	role int
+}
+
+const (
+	legUnknown = iota
+	legSent
+	legReceived
+)
 
 // excessUnitMs is the unit of added own time in a structure anomaly's
 // score: 10 ms added in a window scores 10, every doubling 10 more.
@@ -790,6 +852,12 @@ func (s *Structure) learn(ops []OpStat, scores []NodeStructureScore) {
 			b.selfLog = append(b.selfLog, math.Log(o.SelfMs+s.cfg.MinSelfMs))
 			if len(b.selfLog) > selfWindows {
 				b.selfLog = b.selfLog[len(b.selfLog)-selfWindows:]
+			}
+			if finite(o.ReqMs) && finite(o.RespMs) && o.ReqMs+o.RespMs != 0 {
+				b.legs = append(b.legs, [2]float64{o.ReqMs, o.RespMs})
+				if len(b.legs) > selfWindows {
+					b.legs = b.legs[len(b.legs)-selfWindows:]
+				}
 			}
 		}
 	}

@@ -3,6 +3,7 @@ package detect
 import (
 	"encoding/json"
 	"fmt"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -258,6 +259,81 @@ func TestStructureSlowLegBlamesItsSender(t *testing.T) {
 	cpu := run(withStation(40, linkWindow(40, graph.Node{}, 0), 40, 30))
 	if cpu["station"] <= 0 || cpu["basic"] > 0.3*cpu["station"] {
 		t.Errorf("station starved: station added %.0fms, basic %.0fms; want basic under 30%% of station", cpu["station"], cpu["basic"])
+	}
+}
+
+// A login service called once a window, and calling once: a delayed
+// egress stretches the response it sends and the request it makes. Legs
+// name it the sender of both slow legs, so each link's whole score is its;
+// with the legs unknown either end may have slowed each link, and it takes
+// half.
+func TestStructureSentLegsScoreWhole(t *testing.T) {
+	gw, auth, code := testNode("gateway"), testNode("auth"), testNode("verify")
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	window := func(i int, delayMs float64, legs bool) []OpStat {
+		link := func(from, to graph.Node, req, resp float64) OpStat {
+			o := OpStat{Node: from, Operation: "HTTP POST -> " + to.Name(), Spans: 1, Children: map[string]int{"call:" + to.Name(): 1},
+				SelfMs: req + resp, Peer: to}
+			if legs {
+				o.ReqMs, o.RespMs = req, resp
+			}
+			return o
+		}
+		j := float64(i%3) / 4
+		return []OpStat{
+			{Node: auth, Operation: "/login", Spans: 1, SelfMs: 4 + j},
+			link(gw, auth, 1.5+j, 1+delayMs),
+			link(auth, code, 1.5+delayMs, 1+j),
+		}
+	}
+	score := func(legs bool) float64 {
+		_, st := newTestStructure(t)
+		for i := 0; i < 40; i++ {
+			st.Observe(t0.Add(time.Duration(i)*step), step, window(i, 0, legs))
+		}
+		for _, sc := range st.Observe(t0.Add(40*step), step, window(40, 200, legs)) {
+			if sc.Node == auth {
+				return sc.Score
+			}
+		}
+		return 0
+	}
+	thr := DefaultStructureConfig().Threshold
+	known, unknown := score(true), score(false)
+	if known < thr || unknown > known/2+0.01 {
+		t.Errorf("auth scores %.1f with legs, %.1f without; want at least the threshold %.0f with, and half of it without", known, unknown, thr)
+	}
+}
+
+// The pods' clocks disagree by 40 ms: travel's call to basic seems to
+// spend 41 ms before basic starts and to end before basic does. Then
+// basic's egress slows by 30 ms. Against the legs as they are, the request
+// leg still looks like the long one and the time would be travel's; against
+// each leg's own baseline only the response leg grew, so it is basic's.
+func TestStructureLegsAgainstTheirBaselines(t *testing.T) {
+	gw, travel, basic := testNode("gateway"), testNode("travel"), testNode("basic")
+	t0 := time.Date(2023, 1, 29, 8, 0, 0, 0, time.UTC)
+	step := 30 * time.Second
+	window := func(i int, delayMs float64) []OpStat {
+		j := float64(i%3) / 4
+		return []OpStat{
+			{Node: travel, Operation: "/trips", Spans: 10, SelfMs: 4 + j},
+			{Node: gw, Operation: "GET -> travel", Spans: 10, Children: map[string]int{"call:travel": 10}, SelfMs: 3 + j, ReqMs: 1.5 + j, RespMs: 1.5, Peer: travel},
+			{Node: travel, Operation: "POST -> basic", Spans: 10, Children: map[string]int{"call:basic": 10}, SelfMs: 3 + j + delayMs,
+				ReqMs: 41.5 + j, RespMs: -38.5 + delayMs, Peer: basic},
+		}
+	}
+	_, st := newTestStructure(t)
+	for i := 0; i < 40; i++ {
+		st.Observe(t0.Add(time.Duration(i)*step), step, window(i, 0))
+	}
+	added := map[string]float64{}
+	for _, sc := range st.Observe(t0.Add(40*step), step, window(40, 30)) {
+		added[sc.Node.Name()] = sc.ExcessMs
+	}
+	if added["basic"] <= 0 || added["travel"] > 0.2*added["basic"] {
+		t.Errorf("basic's egress delayed under clock skew: basic added %.0fms, travel %.0fms; want basic, travel under 20%%", added["basic"], added["travel"])
 	}
 }
 
@@ -580,7 +656,8 @@ func TestStructureStateRoundTrip(t *testing.T) {
 
 	// Bounds: child kinds and self-time history are cut, bad counts dropped.
 	big := &StructureState{Ops: []StructOpState{
-		{Node: graph.Node{Workload: "a", Kind: graph.KindWorkload}, Operation: "op", N: 50, Children: map[string]float64{}, SelfLog: make([]float64, 500)},
+		{Node: graph.Node{Workload: "a", Kind: graph.KindWorkload}, Operation: "op", N: 50, Children: map[string]float64{}, SelfLog: make([]float64, 500),
+			Legs: append(make([][2]float64, 499), [2]float64{math.NaN(), 1})},
 		{Node: graph.Node{Workload: "b", Kind: graph.KindWorkload}, Operation: "op", N: -1},
 	}}
 	for i := 0; i < 200; i++ {
@@ -593,5 +670,9 @@ func TestStructureStateRoundTrip(t *testing.T) {
 	got := e3.ExportState().Structure
 	if len(got.Ops) != 1 || len(got.Ops[0].Children) != maxChildKinds || len(got.Ops[0].SelfLog) != selfWindows {
 		t.Errorf("imported %d ops, %d child kinds, %d self times; want 1, %d, %d", len(got.Ops), len(got.Ops[0].Children), len(got.Ops[0].SelfLog), maxChildKinds, selfWindows)
+	}
+	// Link legs: the last selfWindows, the one that is not finite left out.
+	if n := len(got.Ops[0].Legs); n != selfWindows-1 {
+		t.Errorf("imported %d leg pairs, want %d", n, selfWindows-1)
 	}
 }
