@@ -130,13 +130,14 @@ func (s *Structure) Attach(g SnapshotSource, w *SpanWindows) {
 // drop on the edge S->T while S keeps serving blames S, the caller, and not
 // T; T's own changes show in T's operations.
 type Structure struct {
-	e     *Engine
-	cfg   StructureConfig
-	ops   map[string]*opBase
-	nodes map[string]*structNode
-	self  []float64
-	added []windowAdded // per window, the nodes' added time; the last hour
-	slow  []bool        // per op of the last window: its self time was judged surely slow
+	e      *Engine
+	cfg    StructureConfig
+	ops    map[string]*opBase
+	nodes  map[string]*structNode
+	self   []float64
+	legBuf []float64
+	added  []windowAdded // per window, the nodes' added time; the last hour
+	slow   []bool        // per op of the last window: its self time was judged surely slow
 }
 
 type windowAdded struct {
@@ -566,15 +567,11 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	slices.Sort(ids)
 	for _, id := range ids {
 		g := gaps[id]
-		w := sentShare(id)
-		if busy[id] {
-			w = share(id)
-		}
 		for _, r := range g.rs {
 			// A leg's sender is known: it takes the link's whole score; a
 			// receiver only when busy; either end of a link with unknown
 			// legs half.
-			sc := r.score / 2 * w
+			sc := r.score / 2 * share(id)
 			switch r.role {
 			case legSent:
 				sc = r.score * sentShare(id)
@@ -617,16 +614,15 @@ func (s *Structure) reqPart(o *OpStat) float64 {
 		return math.NaN()
 	}
 	if b := s.ops[opKey(o.Node, o.Operation)]; b != nil && len(b.legs) >= minSelfWindows {
-		s.self = s.self[:0]
-		for _, l := range b.legs {
-			s.self = append(s.self, l[0])
+		med := func(k int) float64 {
+			s.legBuf = s.legBuf[:0]
+			for _, l := range b.legs {
+				s.legBuf = append(s.legBuf, l[k])
+			}
+			m, _ := medMAD(s.legBuf)
+			return m
 		}
-		br, _ := medMAD(s.self)
-		s.self = s.self[:0]
-		for _, l := range b.legs {
-			s.self = append(s.self, l[1])
-		}
-		bp, _ := medMAD(s.self)
+		br, bp := med(0), med(1)
 		if er, ep := math.Max(r-br, 0), math.Max(p-bp, 0); er+ep > 0 {
 			return er / (er + ep)
 		}
