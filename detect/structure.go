@@ -373,6 +373,12 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// is sure enough to add time.
 	slowLink := func(o *OpStat, score, excessMs float64, text string) {
 		req := s.reqPart(o)
+		switch {
+		case req >= 0.5:
+			text += ", in the requests"
+		case req < 0.5: // NaN: legs unknown, nothing to say
+			text += ", in the replies"
+		}
 		if excessMs > 0 {
 			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), excessMs, req})
 			switch {

@@ -240,18 +240,25 @@ func TestStructureSlowLegBlamesItsSender(t *testing.T) {
 		}
 		return append(ops, OpStat{Node: station, Operation: "/stations", Spans: ops[0].Spans, SelfMs: selfMs + float64(i%2)/2})
 	}
+	var why map[string][]string
 	run := func(last []OpStat) map[string]float64 {
 		_, st := newTestStructure(t)
 		for i := 0; i < 40; i++ {
 			st.Observe(t0.Add(time.Duration(i)*step), step, withStation(i, linkWindow(i, graph.Node{}, 0), 2, 0))
 		}
 		added := map[string]float64{}
+		why = map[string][]string{}
 		for _, s := range st.Observe(t0.Add(40*step), step, last) {
 			added[s.Node.Name()] = s.ExcessMs
+			why[s.Node.Name()] = s.Reasons
 		}
 		return added
 	}
 	delay := run(withStation(40, linkWindow(40, basic, 200), 2, 0))
+	// The explanation says which way the calls slowed.
+	if r := strings.Join(why["basic"], "; "); !strings.Contains(r, "basic -> station: network time") || !strings.Contains(r, "in the requests") || !strings.Contains(r, "in the replies") {
+		t.Errorf("basic's reasons %q, want its slow requests to station and its slow replies to travel", r)
+	}
 	if delay["basic"] <= 0 || delay["station"] > 0.1*delay["basic"] || delay["travel"] > 0.3*delay["basic"] {
 		t.Errorf("basic's egress delayed: basic added %.0fms, station %.0fms, travel %.0fms; want station under 10%% and travel under 30%% of basic",
 			delay["basic"], delay["station"], delay["travel"])
