@@ -373,33 +373,30 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// is sure enough to add time.
 	slowLink := func(o *OpStat, score, excessMs float64, text string) {
 		req := s.reqPart(o)
+		sender := -1 // which end sent the slow leg: 0 the caller, 1 the callee, -1 unknown
 		switch {
 		case req >= 0.5:
+			sender = 0
 			text += ", in the requests"
-		case req < 0.5: // NaN: legs unknown, nothing to say
+		case req < 0.5: // false for NaN
+			sender = 1
 			text += ", in the replies"
 		}
 		if excessMs > 0 {
 			linkTimes = append(linkTimes, linkTime{o.Node.ID(), o.Peer.ID(), excessMs, req})
-			switch {
-			case math.IsNaN(req): // either end may have sent it
-				gapOf(o.Node).sent++
-				gapOf(o.Peer).sent++
-			case req >= 0.5:
-				gapOf(o.Node).sent++
-			default:
-				gapOf(o.Peer).sent++
-			}
 		}
 		for k, n := range []graph.Node{o.Node, o.Peer} {
 			g := gapOf(n)
 			g.slow++
-			role := legUnknown
-			if !math.IsNaN(req) {
+			role := legUnknown // either end may have sent it
+			if sender >= 0 {
 				role = legReceived
-				if (k == 0) == (req >= 0.5) {
+				if k == sender {
 					role = legSent
 				}
+			}
+			if excessMs > 0 && role != legReceived {
+				g.sent++
 			}
 			g.rs = append(g.rs, linkReason{reason{score, text}, role})
 		}
@@ -536,7 +533,7 @@ func (s *Structure) judge(ops []OpStat) []NodeStructureScore {
 	// work slowed too (a starved pod queues requests and reads responses
 	// late): then the ends' shares of slow links decide, as they do when
 	// the legs are unknown.
-	busy := map[string]bool{}
+	busy := map[string]bool{} // taken before the links add to own
 	for id, t := range own {
 		busy[id] = t.excess > 0
 	}

@@ -53,26 +53,15 @@ func evalNezha(args []string) error {
 		sp.PerFault = *perFault
 		syn = &sp
 	}
-	days, err := nezha.FindDays(*dir)
+	began := time.Now()
+	loaded, err := loadDays(*dir)
 	if err != nil {
 		return err
 	}
-	began := time.Now()
-	loaded := make([]*nezha.Loaded, 0, len(days))
-	for _, d := range days {
-		l, err := nezha.Load(d)
-		if err != nil {
-			// A day that cannot be read at all is reported; the others go on.
-			fmt.Fprintf(os.Stderr, "eval nezha: day %s skipped: %v\n", d.Name, err)
-			continue
+	if syn != nil {
+		for i, l := range loaded {
+			loaded[i] = nezha.Synthesize(l, *syn)
 		}
-		if syn != nil {
-			l = nezha.Synthesize(l, *syn)
-		}
-		loaded = append(loaded, l)
-	}
-	if len(loaded) == 0 {
-		return fmt.Errorf("eval nezha: no readable day under %s", *dir)
 	}
 	fmt.Printf("loaded %d day(s) in %s\n", len(loaded), time.Since(began).Round(time.Millisecond))
 	for _, mode := range modes {
@@ -110,6 +99,28 @@ func evalNezha(args []string) error {
 	return nil
 }
 
+// loadDays reads every day folder under dir. A day that cannot be read at
+// all is reported and the others go on; none readable is an error.
+func loadDays(dir string) ([]*nezha.Loaded, error) {
+	days, err := nezha.FindDays(dir)
+	if err != nil {
+		return nil, err
+	}
+	loaded := make([]*nezha.Loaded, 0, len(days))
+	for _, d := range days {
+		l, err := nezha.Load(d)
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "eval nezha: day %s skipped: %v\n", d.Name, err)
+			continue
+		}
+		loaded = append(loaded, l)
+	}
+	if len(loaded) == 0 {
+		return nil, fmt.Errorf("eval nezha: no readable day under %s", dir)
+	}
+	return loaded, nil
+}
+
 // syntheticSuite runs `eval nezha --synthetic K1,K2 --seeds N`: every kind
 // under every seed, summed per kind.
 func syntheticSuite(dir, kinds, seedList string, modes []string, perFault, structure bool) error {
@@ -126,22 +137,10 @@ func syntheticSuite(dir, kinds, seedList string, modes []string, perFault, struc
 			return fmt.Errorf("eval nezha: --synthetic: %w", err)
 		}
 	}
-	days, err := nezha.FindDays(dir)
+	began := time.Now()
+	loaded, err := loadDays(dir)
 	if err != nil {
 		return err
-	}
-	began := time.Now()
-	var loaded []*nezha.Loaded
-	for _, d := range days {
-		l, err := nezha.Load(d)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "eval nezha: day %s skipped: %v\n", d.Name, err)
-			continue
-		}
-		loaded = append(loaded, l)
-	}
-	if len(loaded) == 0 {
-		return fmt.Errorf("eval nezha: no readable day under %s", dir)
 	}
 	for _, mode := range modes {
 		cfg := nezha.DefaultEvalConfig(mode)
